@@ -41,6 +41,9 @@ class SIDUNet(nn.Module):
         self.up1 = nn.ConvTranspose2d(c[1], c[0], 2, stride=2)
         self.dec1 = _double_conv(2 * c[0], c[0])
         self.out = nn.Conv2d(c[0], out_ch, 1)
+        if global_residual:  # start as the identity map: residual learning converges much faster
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
