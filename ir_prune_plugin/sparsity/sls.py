@@ -1,0 +1,156 @@
+"""SLS: layer-wise N:M sparsity search under a MACs budget (ordered scores + annealed regulariser).
+
+Each eligible layer gets M-1 trainable scores; ``cumprod(clamp(scores, 0, 1)) > 0.5`` keeps a
+magnitude-prefix of ranks in every group of M (N = 1 + kept units). The loss term
+``reg_weight * schedule(progress) * kept_MACs / dense_MACs`` pushes N down where it is cheap for
+the task loss. When the kept MACs reach the budget the scores freeze and only weights train.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from . import masks as mk
+from ._base import NMPrunerBase, check_ratio
+from .macs import kept_macs
+from .schedule import AnnealingSchedule
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SLSOptions:
+    """SLS settings. ``ignored_layers=None`` leaves the first and last executed layers dense."""
+
+    search_steps: int = 500
+    refresh_every: int = 100
+    reg_weight: float = 0.05
+    schedule: AnnealingSchedule = AnnealingSchedule()
+    score_lr: float = 1e-2
+    threshold: float = 0.5
+    ignored_layers: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("search_steps", "refresh_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        if not self.reg_weight > 0 or not self.score_lr > 0:
+            raise ValueError(f"reg_weight and score_lr must be > 0, got {self.reg_weight}, {self.score_lr}")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+
+
+class SLSPruner(NMPrunerBase):
+    """Search one N per layer (N:M, fixed M) so that kept MACs <= ``macs_budget`` x dense MACs.
+
+    ``macs_budget`` is a ratio in (0, 1) of the *eligible* layers' dense MACs (the layers that are
+    not ignored and whose reduction size divides by M); ignored/dense layers are not counted.
+    It must be >= 1/M (every layer keeps at least its largest weight per group).
+    Works on a deep copy: train ``pruner.model`` (its parameters include the scores), add
+    ``regularization()`` to the loss, call ``step()`` after each optimizer step, then
+    ``finalize()``. The caller's model is never modified.
+    """
+
+    def __init__(self, model: nn.Module, example_inputs: Any, macs_budget: float, *, M: int = 32,
+                 options: SLSOptions = SLSOptions()) -> None:
+        budget = check_ratio("macs_budget", macs_budget)
+        if not isinstance(options, SLSOptions):
+            raise TypeError(f"options must be SLSOptions, got {type(options).__name__}")
+        if isinstance(M, int) and not isinstance(M, bool) and M > 0 and budget < 1.0 / M:
+            raise ValueError(f"macs_budget={budget} is below 1/M={1 / M:.4f}, the least any N:{M} plan keeps; "
+                             "use a larger budget or a larger M")
+        if M == 1:
+            raise ValueError("M must be >= 2 for a search (M=1 keeps every weight)")
+        super().__init__(model, example_inputs, M, options.ignored_layers)
+        self.budget = budget
+        self.options = options
+        self.steps_done = 0
+        self.searching = True
+        self.projected = False
+        self.history: list[dict[str, float]] = []
+        for name, m in self.layers.items():
+            mk.attach(m, mk.ScoredNMMask(m.weight.detach(), M, self._transposed(name)))
+        self._masks = {n: mk.mask_module(m) for n, m in self.layers.items()}
+
+    # --- search state ----------------------------------------------------------------------
+    def _n_of(self, name: str) -> int:
+        return self._masks[name].current_n()
+
+    def score_parameters(self) -> list[nn.Parameter]:
+        """The ordered scores of every layer (also inside ``self.model.parameters()``)."""
+        return [m.scores for m in self._masks.values()]
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """Weights at ``lr``, scores at ``options.score_lr`` (scores live in [0, 1])."""
+        ids = {id(p) for p in self.score_parameters()}
+        weights = [p for p in self.model.parameters() if p.requires_grad and id(p) not in ids]
+        groups = [{"params": weights, "lr": lr}]
+        if self.searching:
+            groups.append({"params": self.score_parameters(), "lr": self.options.score_lr})
+        return groups
+
+    def kept_ratio(self) -> float:
+        """Kept / dense MACs of the eligible layers under the current hard gates."""
+        return kept_macs(self.dense_macs, self.plan) / self.total_dense
+
+    def regularization(self) -> torch.Tensor:
+        """``reg_weight * schedule(progress) * soft kept-MACs ratio`` while searching, else 0."""
+        if not self.searching:
+            return torch.zeros((), device=self._device())
+        coeff = self.options.reg_weight * self.options.schedule(self.steps_done / self.options.search_steps)
+        kept = sum(self._masks[n].soft_n() * (v / self.M) for n, v in self.dense_macs.items())
+        return coeff * kept / self.total_dense
+
+    def step(self) -> None:
+        """After ``optimizer.step()``: keep scores in [0, 1], stop the search at the budget, refresh ranks."""
+        self._check_live()
+        self.steps_done += 1
+        if self.searching:
+            for m in self._masks.values():
+                m.project()
+            ratio = self.kept_ratio()
+            self.history.append({"step": self.steps_done, "kept_ratio": ratio})
+            if ratio <= self.budget:
+                log.info("SLS search reached the budget at step %d (kept %.4f <= %.4f)",
+                         self.steps_done, ratio, self.budget)
+                self._freeze()
+            elif self.steps_done >= self.options.search_steps:
+                self._project_to_budget()
+        if self.steps_done % self.options.refresh_every == 0:
+            for n, m in self.layers.items():
+                self._masks[n].refresh(mk.original(m).detach())
+
+    def _freeze(self, plan: dict[str, int] | None = None) -> None:
+        for n, m in self._masks.items():
+            m.freeze(None if plan is None else plan[n])
+        self.searching = False
+
+    def _project_to_budget(self) -> None:
+        """Drop the least-confident kept unit (lowest gate probability) until the budget holds."""
+        n_now = {n: m.current_n() for n, m in self._masks.items()}
+        probs = {n: torch.cumprod(m.scores.detach().clamp(0, 1), 0).tolist() for n, m in self._masks.items()}
+        target = self.budget * self.total_dense
+        names = list(self.dense_macs)
+        dropped = 0
+        while kept_macs(self.dense_macs, {n: (n_now[n], self.M) for n in names}) > target:
+            cands = [(probs[n][n_now[n] - 2], -self.dense_macs[n], i, n) for i, n in enumerate(names) if n_now[n] > 1]
+            _, _, _, pick = min(cands)
+            n_now[pick] -= 1
+            dropped += 1
+        log.warning("SLS search did not reach the budget in %d steps (kept %.4f > %.4f): "
+                    "projected by dropping %d lowest-score units", self.steps_done, self.kept_ratio(),
+                    self.budget, dropped)
+        self.projected = True
+        self._freeze(n_now)
+
+    def finalize(self) -> nn.Module:
+        """Project to the budget if still searching, squash the masks and return the N:M model."""
+        self._check_live()
+        if self.searching:
+            self._project_to_budget()
+        return super().finalize()
