@@ -61,7 +61,7 @@ def _load_resume_state_cpu(opt):
         return None
     device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
     state = torch.load(resume_state_path, map_location=device, weights_only=False)
-    from basicsr.utils.options import check_resume
+    from basicsr.utils import check_resume
     check_resume(opt, state["iter"])
     return state
 

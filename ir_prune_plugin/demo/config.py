@@ -1,0 +1,48 @@
+"""Demo presets: ``quick`` (tests, < 1 min), default (< 10 min on 2 cores) and ``full``."""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+
+def default_cache_dir() -> Path:
+    """Where pretrained demo weights are cached (``IRPRUNE_CACHE`` overrides)."""
+    return Path(os.environ.get("IRPRUNE_CACHE", Path.home() / ".cache" / "ir-prune-plugin" / "weights"))
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Sizes and step budgets of one demo run."""
+
+    preset: str = "default"
+    seed: int = 0
+    width: float = 0.25          # SID U-Net width multiplier (1.0 = the paper's 7.76M-param net)
+    sigma: float = 25.0          # denoising noise level (0-255 scale)
+    patch: int = 64
+    batch_size: int = 8
+    pretrain_steps: int = 1500
+    finetune_steps: int = 300
+    val_size: int = 192          # centre crop of the held-out photos used for PSNR/SSIM
+    memory_size: tuple[int, int] = (1080, 2048)  # H, W at which peak memory is reported
+    run_mosp: bool = True
+    run_sls: bool = True
+    run_combined: bool = True
+
+    @classmethod
+    def preset_named(cls, name: str, **overrides) -> "DemoConfig":
+        """The ``quick``, ``default`` or ``full`` preset, with overrides."""
+        presets = {
+            "quick": cls(preset="quick", width=0.125, pretrain_steps=40, finetune_steps=10,
+                         val_size=64, patch=48, batch_size=4),
+            "default": cls(),
+            "full": cls(preset="full", width=0.5, pretrain_steps=6000, finetune_steps=1500, val_size=256),
+        }
+        if name not in presets:
+            raise ValueError(f"unknown demo preset {name!r}; use one of {', '.join(presets)}")
+        return replace(presets[name], **{k: v for k, v in overrides.items() if v is not None})
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["memory_size"] = list(self.memory_size)
+        return d

@@ -1,0 +1,22 @@
+"""Shared fixtures: the standard test images beside the checkout, deterministic seeds."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """``../shared/data`` (Set5, Set14, CBSD68, Kodak24); skip when the folder is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"standard test images not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
