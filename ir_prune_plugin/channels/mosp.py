@@ -1,0 +1,305 @@
+"""MOSP: memory-oriented structural pruning to a peak activation-memory budget.
+
+Outer loop: profile the pruning groups (tensors live together at one execution step) at
+``memory_input_size``; take the group with the most bytes and cut it by ``outer_stride``;
+finetune. Inner loop: split that cut into ``inner_step`` pieces; for each, measure per-unit
+sensitivities by masking the least important channels, solve the HiGHS MILP
+(:func:`~.lp.solve_memory_lp`) and remove the channels physically with Torch-Pruning.
+
+The caller's model is never modified: the pruner works on deep copies and ``prune()`` returns
+a new, physically smaller module.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..budget import BudgetLike, format_bytes, parse_memory_budget
+from .history import MOSPHistory, StepRecord
+from .lp import floor_sensitivities, solve_memory_lp
+from .sensitivity import Evaluator, call_evaluate, measure_sensitivities
+from .units import UnitGraph, output_layers
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MOSPOptions", "MOSPPruner", "GroupCost", "group_costs"]
+
+Finetune = Callable[[nn.Module], "nn.Module | None"]
+
+
+@dataclass(frozen=True)
+class MOSPOptions:
+    """MOSP settings (paper defaults where it has them)."""
+
+    memory_input_size: tuple[int, ...] = (1, 3, 1080, 2048)  #: input the peak is estimated at
+    outer_stride: int = 2 * 2 ** 20          #: bytes cut from the worst group per outer step
+    inner_step: int | None = None            #: bytes per LP step; None: largest per-channel bytes
+    compactors: bool = True                  #: insert compactors on long skips first
+    min_channels: int | float = 4            #: per-unit floor: int channels, or a fraction of width
+    round_to: int | None = None              #: remove channels in multiples of this
+    ignored_layers: tuple[str, ...] = ()     #: never pruned (the output layer always is)
+    sensitivity_points: tuple[int, ...] = (1, 2)   #: channel counts (x round_to) masked per unit
+    seed: int = 0
+    max_outer_steps: int = 10_000            #: safety stop
+
+    def __post_init__(self) -> None:
+        size = tuple(self.memory_input_size)
+        if len(size) < 3 or any(isinstance(s, bool) or not isinstance(s, int) or s <= 0 for s in size):
+            raise ValueError(f"memory_input_size must be positive ints (N, C, H, W), got {self.memory_input_size!r}")
+        object.__setattr__(self, "memory_input_size", size)
+        for name in ("outer_stride", "max_outer_steps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if self.inner_step is not None and (not isinstance(self.inner_step, int) or self.inner_step <= 0):
+            raise ValueError(f"inner_step must be None or a positive int of bytes, got {self.inner_step!r}")
+        mc = self.min_channels
+        if isinstance(mc, bool) or not (isinstance(mc, int) and mc >= 1 or isinstance(mc, float) and 0 < mc < 1):
+            raise ValueError(f"min_channels must be an int >= 1 or a fraction in (0, 1), got {mc!r}")
+        if self.round_to is not None and (isinstance(self.round_to, bool) or not isinstance(self.round_to, int)
+                                          or self.round_to < 1):
+            raise ValueError(f"round_to must be None or an int >= 1, got {self.round_to!r}")
+        pts = tuple(self.sensitivity_points)
+        if not pts or any(isinstance(p, bool) or not isinstance(p, int) or p < 1 for p in pts):
+            raise ValueError(f"sensitivity_points must be positive ints, got {self.sensitivity_points!r}")
+        object.__setattr__(self, "sensitivity_points", pts)
+        if isinstance(self.ignored_layers, str):
+            raise TypeError(f"ignored_layers must be a sequence of module names, got the str {self.ignored_layers!r}")
+        object.__setattr__(self, "ignored_layers", tuple(self.ignored_layers))
+
+
+@dataclass(frozen=True)
+class GroupCost:
+    """A memory group as a linear function of unit widths: ``fixed + sum(per_unit[u] * width[u])``."""
+
+    step: int
+    layers: tuple[str, ...]
+    fixed: int
+    per_unit: dict[str, int]
+
+    def bytes(self, widths: dict[str, int]) -> int:
+        """Group bytes at the given unit widths."""
+        return self.fixed + sum(b * widths[u] for u, b in self.per_unit.items())
+
+
+def _profile(model: nn.Module, size: Sequence[int]) -> Any:
+    from ..memory import estimate_peak_memory  # noqa: PLC0415  (memory imports channels.compactor)
+    return estimate_peak_memory(model, torch.empty(tuple(size), device="meta"))
+
+
+def group_costs(profile: Any, graph: UnitGraph) -> list[GroupCost]:
+    """Express each profile group in unit widths (layers outside any unit count as fixed)."""
+    owner = {layer: u.root for u in graph.units.values() for layer in u.layers}
+    widths = graph.widths()
+    costs = []
+    for g in profile.groups:
+        per_unit: dict[str, int] = {}
+        fixed = int(g.bytes)
+        for layer, bpc in zip(g.layers, g.bytes_per_channel):
+            root = owner.get(layer)
+            if root is None or bpc == 0:
+                continue
+            per_unit[root] = per_unit.get(root, 0) + int(bpc)
+        fixed -= sum(b * widths[u] for u, b in per_unit.items())
+        costs.append(GroupCost(int(g.step), tuple(g.layers), fixed, per_unit))
+    return costs
+
+
+def _distortion_loss(reference_model: nn.Module, example_inputs: Any) -> Evaluator:
+    """Default ``evaluate``: L1 distance to the unpruned model's output on the example inputs."""
+    args = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    with torch.no_grad():
+        reference = reference_model.eval()(*args).detach().clone()
+
+    def evaluate(model: nn.Module) -> float:
+        return float(F.l1_loss(model(*args), reference))
+    return evaluate
+
+
+class MOSPPruner:
+    """Prune ``model``'s channels until the estimated peak activation memory meets ``memory_budget``.
+
+    ``memory_budget``: ratio of the original peak (0 < r < 1), ``"r%"``, a size (``"384MB"``) or
+    int bytes, at ``options.memory_input_size``. ``evaluate(model) -> float`` is a loss on a
+    held-out batch (lower is better; default: L1 to the original model's output on
+    ``example_inputs``). ``finetune(model)`` runs after each outer step and may return a
+    replacement module. ``resume`` (a :class:`MOSPHistory` or its JSON path) replays recorded
+    removals (weights as sliced from ``model``; the finetuning in between is not replayed) and
+    continues from there.
+    """
+
+    def __init__(self, model: nn.Module, example_inputs: Any, memory_budget: BudgetLike, *,
+                 evaluate: Evaluator | None = None, finetune: Finetune | None = None,
+                 options: MOSPOptions | None = None,
+                 resume: MOSPHistory | str | os.PathLike | None = None) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        options = MOSPOptions() if options is None else options
+        if not isinstance(options, MOSPOptions):
+            raise TypeError(f"options must be MOSPOptions, got {type(options).__name__}")
+        for name, fn in (("evaluate", evaluate), ("finetune", finetune)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name} must be callable or None, got {type(fn).__name__}")
+        self.options, self.example_inputs, self.finetune = options, example_inputs, finetune
+        self._check_input_size(example_inputs)
+        if isinstance(resume, (str, os.PathLike)):
+            resume = MOSPHistory.load(resume)
+        if resume is not None and not isinstance(resume, MOSPHistory):
+            raise TypeError(f"resume must be a MOSPHistory or a path, got {type(resume).__name__}")
+
+        reference = copy.deepcopy(model)
+        self.original_peak = int(_profile(reference, options.memory_input_size).peak_bytes)
+        self.budget_bytes = parse_memory_budget(memory_budget, self.original_peak)
+        self.evaluate = evaluate if evaluate is not None else _distortion_loss(reference, example_inputs)
+
+        work = copy.deepcopy(model)
+        if options.compactors:
+            from .compactor import insert_compactors  # noqa: PLC0415
+            work = insert_compactors(work, example_inputs)
+        self.ignored = tuple(dict.fromkeys(options.ignored_layers + tuple(output_layers(work, example_inputs))))
+        graph = UnitGraph(work, example_inputs, self.ignored)
+        if not graph.units:
+            raise ValueError("the model has no prunable layer (Conv/ConvTranspose/Linear/Compactor "
+                             f"outside ignored layers {list(self.ignored)}); nothing for MOSP to prune")
+        self.min_widths = {r: self._min_width(u.width) for r, u in graph.units.items()}
+        costs = group_costs(_profile(work, options.memory_input_size), graph)
+        self.reachable_bytes = max(c.bytes(self.min_widths) for c in costs)
+        if self.budget_bytes < self.reachable_bytes:
+            raise ValueError(
+                f"memory budget {memory_budget!r} = {format_bytes(self.budget_bytes)} cannot be reached: "
+                f"with min_channels={options.min_channels!r} the smallest peak is "
+                f"{format_bytes(self.reachable_bytes)} ({self.reachable_bytes} bytes); "
+                f"raise the budget or lower min_channels")
+        self._work = work
+        self.history = MOSPHistory(self.budget_bytes, self.original_peak, _options_dict(options))
+        self._resume = resume
+        if resume is not None and resume.budget_bytes != self.budget_bytes:
+            log.warning("resuming a history made for %s with a budget of %s",
+                        format_bytes(resume.budget_bytes), format_bytes(self.budget_bytes))
+
+    def _check_input_size(self, example_inputs: Any) -> None:
+        first = example_inputs[0] if isinstance(example_inputs, (tuple, list)) else example_inputs
+        if not isinstance(first, torch.Tensor):
+            raise TypeError(f"example_inputs must be a tensor or a tuple of tensors, got {type(first).__name__}")
+        size = self.options.memory_input_size
+        if first.dim() != len(size) or first.shape[1] != size[1]:
+            raise ValueError(f"options.memory_input_size {size} does not match the example input "
+                             f"shape {tuple(first.shape)} (rank and channels must agree)")
+
+    def _min_width(self, width: int) -> int:
+        mc = self.options.min_channels
+        floor = math.ceil(mc * width) if isinstance(mc, float) else mc
+        return max(1, min(width, floor))
+
+    # ------------------------------------------------------------------ running
+    def prune(self, history_file: str | os.PathLike | None = None) -> nn.Module:
+        """Run MOSP and return the pruned model (a new module; the caller's model is untouched).
+
+        ``history_file``: the history is written there (JSON) after every inner step, so an
+        interrupted run can be resumed with ``MOSPPruner(..., resume=history_file)``.
+        """
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.options.seed)
+            model = copy.deepcopy(self._work)
+            self.history = MOSPHistory(self.budget_bytes, self.original_peak, _options_dict(self.options))
+            if self._resume is not None:
+                model = self._replay(model, self._resume)
+            model = self._run(model, history_file)
+        return model
+
+    def _replay(self, model: nn.Module, history: MOSPHistory) -> nn.Module:
+        for rec in tqdm(history.records, desc="MOSP replay", leave=False):
+            graph = UnitGraph(model, self.example_inputs, self.ignored)
+            unknown = [r for r in rec.removed if r not in graph.units]
+            if unknown:
+                raise ValueError(f"history step {rec.outer}.{rec.inner} names units {unknown} "
+                                 "that this model does not have (different arch or options?)")
+            graph.remove(rec.removed)
+            self.history.records.append(rec)
+        return model
+
+    def _run(self, model: nn.Module, history_file: Any) -> nn.Module:
+        opts = self.options
+        step = opts.round_to or 1
+        graph = UnitGraph(model, self.example_inputs, self.ignored)
+        profile = _profile(model, opts.memory_input_size)
+        start_peak = int(profile.peak_bytes)
+        total_mb = max(start_peak - self.budget_bytes, 0) / 2 ** 20
+        bar = tqdm(total=round(total_mb, 2), desc="MOSP", unit="MiB", leave=False)
+        outer = max((r.outer for r in self.history.records), default=-1) + 1
+        while True:
+            costs = group_costs(profile, graph)
+            widths = graph.widths()
+            worst = max(costs, key=lambda c: c.bytes(widths))
+            worst_bytes = worst.bytes(widths)
+            bar.n = round(max(start_peak - worst_bytes, 0) / 2 ** 20, 2)
+            bar.refresh()
+            if worst_bytes <= self.budget_bytes:
+                break
+            if outer >= opts.max_outer_steps:
+                raise RuntimeError(f"MOSP stopped after {outer} outer steps at {format_bytes(worst_bytes)}")
+            target = min(opts.outer_stride, worst_bytes - self.budget_bytes)
+            cut, inner = 0, 0
+            while cut < target:
+                rec = self._inner_step(graph, worst, widths, target - cut, outer, inner, int(profile.peak_bytes), step)
+                self.history.records.append(rec)
+                if history_file is not None:
+                    self.history.save(history_file)
+                cut += rec.group_bytes_before - rec.group_bytes_after
+                widths = graph.widths()
+                inner += 1
+            if self.finetune is not None:
+                returned = self.finetune(model)
+                model = returned if isinstance(returned, nn.Module) else model
+                graph = UnitGraph(model, self.example_inputs, self.ignored)
+            profile = _profile(model, opts.memory_input_size)
+            outer += 1
+        bar.close()
+        self.history.finished = True
+        self.history.final_peak_bytes = int(profile.peak_bytes)
+        if history_file is not None:
+            self.history.save(history_file)
+        log.info("MOSP: peak %s -> %s (budget %s) in %d outer steps", format_bytes(self.original_peak),
+                 format_bytes(profile.peak_bytes), format_bytes(self.budget_bytes), outer)
+        return model
+
+    def _inner_step(self, graph: UnitGraph, group: GroupCost, widths: dict[str, int], remaining: int,
+                    outer: int, inner: int, peak: int, step: int) -> StepRecord:
+        t0 = time.perf_counter()
+        roots = sorted(r for r, b in group.per_unit.items() if b > 0 and widths[r] > self.min_widths[r])
+        if not roots:
+            raise RuntimeError(f"group at step {group.step} is over budget but every unit in it is at "
+                               "its minimum width (budget below the reachable minimum?)")
+        mem = [group.per_unit[r] for r in roots]
+        upper = [widths[r] - self.min_widths[r] for r in roots]
+        need = min(self.options.inner_step or max(mem), remaining)
+        base = call_evaluate(self.evaluate, graph.model)
+        sens, _raw = measure_sensitivities(graph, roots, upper, self.evaluate,
+                                           self.options.sensitivity_points, step, base)
+        lp = solve_memory_lp(floor_sensitivities(sens), mem, need, upper, step)
+        removed = {r: sorted(graph.channel_order(r)[:d]) for r, d in zip(roots, lp.removal) if d > 0}
+        before = group.bytes(widths)
+        graph.remove(removed)
+        new_widths = graph.widths()
+        return StepRecord(
+            outer=outer, inner=inner, group_step=group.step, group_layers=group.layers,
+            group_bytes_before=before, group_bytes_after=group.bytes(new_widths), peak_bytes_before=peak,
+            need_bytes=int(need), base_loss=base, sensitivities=dict(zip(roots, sens)),
+            bytes_per_channel=dict(zip(roots, mem)), lp_removal=dict(zip(roots, lp.removal)),
+            removed=removed, widths={r: new_widths[r] for r in removed},
+            seconds=time.perf_counter() - t0)
+
+
+def _options_dict(options: MOSPOptions) -> dict[str, Any]:
+    d = asdict(options)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
