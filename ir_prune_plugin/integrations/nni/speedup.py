@@ -1,0 +1,166 @@
+"""NNI masks -> a physically smaller model, through Torch-Pruning (works where NNI's ModelSpeedup does not).
+
+NNI pruners return masks as ``{module_name: {'weight': mask, 'bias': mask}}``. :func:`speedup`
+first bakes every mask into its parameter (so fine-grained and N:M masks are kept exactly), then
+removes each output channel that is masked in *every* layer that Torch-Pruning couples with it
+(a residual add, a concat skip, a compactor ...). Removing such a channel changes nothing: its
+activation is exactly zero. A channel masked in only some of its coupled producers stays (zeroed),
+so the result always computes what the masked model computes.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+_log = logging.getLogger(__name__)
+
+Masks = Mapping[str, Mapping[str, "torch.Tensor | None"]]
+
+
+def _is_transposed(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.conv._ConvTransposeNd)
+
+
+def _out_channel_masked(module: nn.Module, target_masks: Mapping[str, torch.Tensor | None]) -> set[int]:
+    """Output channels of ``module`` whose weight (and bias, if any) are masked to zero."""
+    weight = getattr(module, "weight", None)
+    wmask = target_masks.get("weight")
+    if not isinstance(weight, torch.Tensor) or wmask is None:
+        return set()
+    wmask = wmask.to(torch.bool)
+    if _is_transposed(module):
+        # (in, out / groups, k...) -- only the groups == 1 layout maps dim 1 to output channels
+        if getattr(module, "groups", 1) != 1:
+            return set()
+        alive = wmask.transpose(0, 1).reshape(wmask.shape[1], -1).any(dim=1)
+    else:
+        alive = wmask.reshape(wmask.shape[0], -1).any(dim=1)
+    bias = getattr(module, "bias", None)
+    if isinstance(bias, torch.Tensor):
+        bmask = target_masks.get("bias")
+        if bmask is None:
+            return set()
+        alive = alive | bmask.to(torch.bool).reshape(-1)
+    return {int(i) for i in torch.nonzero(~alive).flatten()}
+
+
+def _validate(model: nn.Module, masks: Masks) -> dict[str, nn.Module]:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(masks, Mapping):
+        raise TypeError(f"masks must be a dict {{module_name: {{'weight': mask, ...}}}}, got {type(masks).__name__}")
+    wrapped = [n for n, m in model.named_modules() if hasattr(m, "_nni_wrapper")]
+    if wrapped:
+        raise ValueError(f"model is still wrapped by an NNI compressor (e.g. {wrapped[0]!r}); "
+                         "call pruner.unwrap_model() before speedup()")
+    modules = dict(model.named_modules())
+    for name, targets in masks.items():
+        if name not in modules:
+            close = [n for n in modules if n and (n.endswith(name) or name.endswith(n))][:3]
+            raise ValueError(f"masks name module {name!r}, which is not in the model"
+                             + (f" (did you mean {close}?)" if close else ""))
+        if not isinstance(targets, Mapping):
+            raise TypeError(f"masks[{name!r}] must be a dict {{target_name: mask}}, got {type(targets).__name__}")
+        for tname, mask in targets.items():
+            if mask is None:
+                continue
+            param = getattr(modules[name], tname, None)
+            if not isinstance(param, torch.Tensor):
+                raise ValueError(f"masks[{name!r}] has a mask for {tname!r}, which module {name!r} does not have")
+            if tuple(mask.shape) != tuple(param.shape):
+                raise ValueError(f"masks[{name!r}][{tname!r}] has shape {tuple(mask.shape)}, "
+                                 f"the parameter has {tuple(param.shape)}")
+    return modules
+
+
+def _tp_kwargs(model: nn.Module, ignored: Sequence[nn.Module]) -> dict[str, Any]:
+    """The plugin's Torch-Pruning rules (Compactor, PixelShuffle) when available, plain TP otherwise."""
+    try:
+        from ..torch_pruning import tp_kwargs
+    except ImportError:  # rules module not available: stock Torch-Pruning
+        return {"ignored_layers": list(ignored)}
+    kw = dict(tp_kwargs(model))
+    kw["ignored_layers"] = list(kw.get("ignored_layers") or []) + list(ignored)
+    return kw
+
+
+def apply_masks(model: nn.Module, masks: Masks) -> None:
+    """Multiply every masked parameter of ``model`` by its mask, in place."""
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        for name, targets in masks.items():
+            for tname, mask in targets.items():
+                if mask is not None:
+                    param = getattr(modules[name], tname)
+                    param.mul_(mask.to(device=param.device, dtype=param.dtype))
+
+
+def _plan(work: nn.Module, masks: Masks, example_inputs: Any):
+    """Build the dependency graph of ``work`` and pick, per group root, the removable channels."""
+    modules = dict(work.named_modules())
+    masked = {n: _out_channel_masked(modules[n], t) for n, t in masks.items()}
+    kw = _tp_kwargs(work, ignored=())
+    ignored = kw.pop("ignored_layers", [])
+    root_types = kw.pop("root_module_types", None) or [nn.modules.conv._ConvNd, nn.Linear]
+    was_training = work.training
+    with torch.enable_grad():
+        dg = tp.DependencyGraph().build_dependency(work, example_inputs=example_inputs, **kw)
+    work.train(was_training)
+    mod2name = {m: n for n, m in modules.items()}
+    plan: dict[str, tuple[nn.Module, list[int]]] = {}
+    for group in dg.get_all_groups(ignored_layers=list(ignored), root_module_types=tuple(root_types)):
+        root = group[0].dep.target.module
+        n_root = len(group[0].idxs)
+        removable = set(range(n_root))
+        producers = 0
+        for item in group:
+            module, fn = item.dep.target.module, item.dep.handler
+            if not isinstance(module, nn.Module) or not dg.is_out_channel_pruning_fn(fn):
+                continue
+            if next(module.parameters(recurse=False), None) is None:
+                continue
+            producers += 1
+            dead = masked.get(mod2name.get(module), set())
+            removable &= {r for i, r in zip(item.idxs, item.root_idxs) if i in dead}
+            if not removable:
+                break
+        idxs = sorted(removable) if producers else []
+        if len(idxs) >= n_root:  # never empty a layer: keep one (zeroed) channel
+            _log.warning("every channel of the group rooted at %r is masked; keeping one zero channel",
+                         mod2name.get(root))
+            idxs = idxs[1:]
+        if idxs:
+            plan[mod2name[root]] = (root, idxs)
+    return plan, dg
+
+
+def removable_channels(model: nn.Module, masks: Masks, example_inputs: Any) -> dict[str, list[int]]:
+    """Per group root layer, the output channels :func:`speedup` would remove (the model is not changed)."""
+    _validate(model, masks)
+    plan, _ = _plan(copy.deepcopy(model), masks, example_inputs)
+    return {name: idxs for name, (_, idxs) in plan.items()}
+
+
+def speedup(model: nn.Module, masks: Masks, example_inputs: Any) -> nn.Module:
+    """Return a physically smaller copy of ``model`` that computes what ``model`` with ``masks`` computes.
+
+    ``masks`` is NNI's format ``{module_name: {'weight': mask, 'bias': mask}}`` (from ``compress()`` or
+    ``get_masks()`` of any NNI pruner, ours included); the model must be unwrapped first
+    (``pruner.unwrap_model()``). ``example_inputs`` (a tensor or tuple) is used to trace the model.
+    The caller's model is never modified.
+    """
+    _validate(model, masks)
+    work = copy.deepcopy(model)
+    apply_masks(work, masks)
+    plan, dg = _plan(work, masks, example_inputs)
+    removed = 0
+    for root, idxs in plan.values():
+        dg.get_pruning_group(root, dg.get_pruner_of_module(root).prune_out_channels, idxs).prune()
+        removed += len(idxs)
+    _log.info("speedup removed %d output channels in %d groups", removed, len(plan))
+    return work
