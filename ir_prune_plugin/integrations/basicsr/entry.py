@@ -1,0 +1,67 @@
+"""Entry points: BasicSR's train/test pipelines with our shims, registrations and early checks.
+
+``python -m ir_prune_plugin.train -opt X.yml [--auto_resume] [--launcher pytorch] [--debug]``
+``python -m ir_prune_plugin.integrations.basicsr.entry -opt test.yml`` (BasicSR-style testing)
+Both use the current working directory as BasicSR's ``root_path`` (``experiments/``, ``results/``,
+``tb_logger/`` are created there; ``--auto_resume`` looks there too).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from ...compat import apply_basicsr_shims
+from .registry import register
+from .shims import apply_dist_shims
+
+
+def _precheck(argv: Sequence[str]) -> None:
+    """Validate the ``pruning:`` block before BasicSR creates folders or starts processes."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("-opt", required=True)
+    args, _ = parser.parse_known_args(list(argv))
+    if not os.path.isfile(args.opt):
+        raise SystemExit(f"option file {args.opt!r} does not exist")
+    from basicsr.utils.options import ordered_yaml
+    import yaml
+    with open(args.opt) as f:
+        opt = yaml.load(f, Loader=ordered_yaml()[0])
+    if isinstance(opt, dict) and opt.get("model_type") == "IRPruneModel":
+        from .archs import arch_name
+        from .options import pruning_config
+        arch_name(opt.get("network_g") or {})
+        if "pruning" in opt or opt.get("is_train", True):
+            pruning_config(opt)
+
+
+def _prepare(argv: Sequence[str] | None, check: bool) -> None:
+    apply_basicsr_shims()
+    apply_dist_shims()
+    register()
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    if check:
+        try:
+            _precheck(sys.argv[1:])
+        except (TypeError, ValueError) as exc:
+            raise SystemExit(f"invalid options: {exc}") from None
+
+
+def train_main(argv: Sequence[str] | None = None) -> None:
+    """Run BasicSR's ``train_pipeline`` with the working directory as root."""
+    _prepare(argv, check=True)
+    from basicsr.train import train_pipeline
+    train_pipeline(os.getcwd())
+
+
+def test_main(argv: Sequence[str] | None = None) -> None:
+    """Run BasicSR's ``test_pipeline`` (reloads pruned checkpoints) with the working directory as root."""
+    _prepare(argv, check=False)
+    from basicsr.test import test_pipeline
+    test_pipeline(os.getcwd())
+
+
+if __name__ == "__main__":
+    test_main()

@@ -1,0 +1,285 @@
+"""IRPruneModel: BasicSR's SRModel with a ``pruning:`` block (MOSP or SLS) in its schedule.
+
+Schedule: dense training (or a loaded ``pretrain_network_g``) until ``pruning.start_iter``, then
+MOSP prunes channels to the memory budget (rank 0, shared with every rank) or the SLS search
+trains N:M scores until the MACs budget holds; the rest of ``train.total_iter`` finetunes.
+After every structural change the optimizer, scheduler (its progress kept), DDP wrapper and
+EMA net are rebuilt. Checkpoints carry the pruned architecture (see :mod:`.checkpoint`), so
+``pretrain_network_g``, ``resume_state``, ``--auto_resume`` and BasicSR testing reload it.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+from collections import OrderedDict
+from typing import Any
+
+import torch
+from torch import nn
+
+from ...compat import apply_basicsr_shims
+
+apply_basicsr_shims()  # this module subclasses BasicSR's SRModel: basicsr must import first
+from basicsr.losses import build_loss  # noqa: E402
+from basicsr.models.base_model import BaseModel  # noqa: E402
+from basicsr.models.sr_model import SRModel  # noqa: E402
+from basicsr.utils import get_root_logger  # noqa: E402
+
+from . import checkpoint as ckp  # noqa: E402
+from . import dist_sync  # noqa: E402
+from .archs import arch_name, build_network_g  # noqa: E402
+from .options import PruningConfig, parse_pruning_block, pruning_config  # noqa: E402
+from .sls_stage import SLSStage, attach_fixed_masks, dense_copy, refresh_masks, squashed_copy  # noqa: E402
+from .stats import network_stats  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+class IRPruneModel(SRModel):
+    """SRModel that prunes ``net_g`` as its YAML's ``pruning:`` block says, then finetunes it."""
+
+    def __init__(self, opt: dict) -> None:
+        arch_name(opt["network_g"])
+        self.cfg: PruningConfig | None = pruning_config(opt) if opt["is_train"] or "pruning" in opt else None
+        if self.cfg is not None and opt["is_train"]:
+            total = int(opt["train"]["total_iter"])
+            if self.cfg.start_iter >= total:
+                raise ValueError(f"pruning.start_iter ({self.cfg.start_iter}) must be < train.total_iter ({total})")
+        BaseModel.__init__(self, opt)
+        self.phase, self.stats, self._sls = "dense", {}, None
+        self._train_opt = copy.deepcopy(opt.get("train"))
+        self._ckpt: tuple[str, dict] | None = None
+        net = self._initial_net()
+        self.net_g = self.model_to_device(net)
+        self.print_network(self.net_g)
+        if self.cfg is not None and self.phase == "dense":
+            self._check_budget(net)
+        self._refresh_stats()
+        if self.is_train:
+            self.init_training_settings()
+
+    # --- building / loading ---------------------------------------------------------------------
+    def _example(self) -> torch.Tensor:
+        net_opt = self.opt["network_g"]
+        ch = int(net_opt.get("num_in_ch", net_opt.get("in_ch", 3)))
+        g = torch.Generator().manual_seed(0)
+        return torch.rand((1, ch, *self.cfg.input_size), generator=g).to(self.device)
+
+    def _initial_net(self) -> nn.Module:
+        path = self.opt["path"].get("pretrain_network_g")
+        if path is None:
+            return build_network_g(self.opt["network_g"])
+        ckpt = ckp.read_checkpoint(path)
+        meta = ckp.meta_of(ckpt)
+        key = self.opt["path"].get("param_key_g", "params")
+        if meta is None:
+            net = build_network_g(self.opt["network_g"])
+            self.load_network(net, path, self.opt["path"].get("strict_load_g", True), key)
+            return net
+        self._ckpt = (path, ckpt)
+        self.phase, self.stats = meta["phase"], dict(meta.get("stats", {}))
+        if self.cfg is None:
+            self.cfg = parse_pruning_block(meta["pruning"])
+        get_root_logger().info(f"Loaded pruned {meta['method']} network ({self.phase}) from {path} [{key}]")
+        return self._net_from_checkpoint(key, start_search=True)
+
+    def _net_from_checkpoint(self, key: str, start_search: bool) -> nn.Module:
+        path, ckpt = self._ckpt
+        meta = ckp.meta_of(ckpt)
+        net = ckp.build_from_checkpoint(path, ckpt, key).to(self.device)
+        if meta["method"] == "sls" and self.phase == "finetune":
+            attach_fixed_masks(net, dict(getattr(net, "irprune_nm_plan")))
+        elif self.phase == "search" and start_search:
+            self._sls = SLSStage(self.cfg, self._example())
+            net = self._sls.start(net, meta.get("sls_scores"), meta.get("sls_steps", 0))
+        return net
+
+    def _check_budget(self, net: nn.Module) -> None:
+        """MOSP: the budget must lie below the dense peak (checked before any training)."""
+        if self.cfg.method != "mosp":
+            return
+        from ...budget import parse_memory_budget
+        from ...memory import estimate_peak_memory
+        from .methods import mosp_options
+        size = tuple(mosp_options(self.cfg).memory_input_size)
+        peak = estimate_peak_memory(net, torch.empty(size, device="meta")).peak_bytes
+        try:
+            self.stats["budget_mb"] = parse_memory_budget(self.cfg.budget, int(peak)) / 2 ** 20
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"pruning.budget: {exc}") from None
+        self.stats["dense_peak_mb"] = peak / 2 ** 20
+
+    def init_training_settings(self) -> None:
+        """SRModel's set-up, with the EMA net copied from the (possibly pruned) ``net_g``."""
+        self.net_g.train()
+        train_opt = self._train_opt
+        self.ema_decay = train_opt.get("ema_decay", 0)
+        if self.ema_decay > 0:
+            self.net_g_ema = self._new_ema(load=True)
+        self.cri_pix = build_loss(copy.deepcopy(train_opt["pixel_opt"])).to(self.device) \
+            if train_opt.get("pixel_opt") else None
+        self.cri_perceptual = build_loss(copy.deepcopy(train_opt["perceptual_opt"])).to(self.device) \
+            if train_opt.get("perceptual_opt") else None
+        if self.cri_pix is None and self.cri_perceptual is None:
+            raise ValueError("train.pixel_opt and train.perceptual_opt are both missing; give at least one loss")
+        self.setup_optimizers()
+        self.setup_schedulers()
+
+    def _new_ema(self, load: bool) -> nn.Module:
+        bare = self.get_bare_model(self.net_g)
+        ema = copy.deepcopy(bare)
+        if load and self._ckpt is not None and "params_ema" in self._ckpt[1] and self.phase != "search":
+            ema = self._net_from_checkpoint("params_ema", start_search=False)
+        elif load and self._ckpt is None and self.opt["path"].get("pretrain_network_g"):
+            self.load_network(ema, self.opt["path"]["pretrain_network_g"],
+                              self.opt["path"].get("strict_load_g", True), "params_ema")
+        return ema.to(self.device).eval()
+
+    def setup_optimizers(self) -> None:
+        """One optimizer over ``net_g`` (weights, plus SLS scores at their own lr while searching)."""
+        optim_opt = copy.deepcopy(self._train_opt["optim_g"])
+        optim_type = optim_opt.pop("type")
+        if self._sls is not None and self._sls.searching:
+            params: Any = self._sls.param_groups(optim_opt["lr"])
+        else:
+            params = [p for p in self.get_bare_model(self.net_g).parameters() if p.requires_grad]
+        self.optimizer_g = self.get_optimizer(optim_type, params, **optim_opt)
+        self.optimizers = [self.optimizer_g]
+
+    def setup_schedulers(self) -> None:
+        """BasicSR's schedulers, built from a fresh copy of the options (BasicSR pops 'type')."""
+        self.schedulers = []
+        saved = self.opt["train"]
+        self.opt["train"] = copy.deepcopy(self._train_opt)
+        try:
+            super().setup_schedulers()
+        finally:
+            self.opt["train"] = saved
+
+    # --- structural changes ---------------------------------------------------------------------
+    def _restructure(self, net: nn.Module, reason: str) -> None:
+        """Swap in a new ``net_g``; rebuild DDP, optimizer, scheduler (progress kept) and EMA."""
+        lr_now = self.optimizers[0].param_groups[0]["lr"] if self.optimizers else None
+        sched_states = [s.state_dict() for s in self.schedulers]
+        self.net_g = self.model_to_device(net.to(self.device))
+        self.net_g.train()
+        self.setup_optimizers()
+        self.setup_schedulers()
+        for sched, state in zip(self.schedulers, sched_states):
+            state = {k: v for k, v in state.items() if k not in ("base_lrs", "_last_lr")}
+            sched.load_state_dict(state)
+        if lr_now is not None:
+            self.optimizer_g.param_groups[0]["lr"] = lr_now
+        if getattr(self, "ema_decay", 0) > 0:
+            self.net_g_ema = self._new_ema(load=False)
+        self._refresh_stats()
+        get_root_logger().info(f"[irprune] {reason}: phase={self.phase} " +
+                               " ".join(f"{k}={v:.4g}" for k, v in self.stats.items()))
+
+    def _start_pruning(self, current_iter: int) -> None:
+        bare = self.get_bare_model(self.net_g)
+        if self.cfg.method == "sls":
+            self._sls = SLSStage(self.cfg, self._example())
+            self.phase = "search"
+            self._restructure(self._sls.start(bare), f"SLS search started at iter {current_iter}")
+            return
+        from .mosp_stage import prune_once, run_mosp, train_batches
+        lr = float(self._train_opt["optim_g"]["lr"])
+        loss_fn = self.cri_pix if self.cri_pix is not None else (lambda o, g: self.cri_perceptual(o, g)[0])
+
+        def run() -> tuple[nn.Module, list]:
+            batches = train_batches(self.opt["datasets"]["train"], self.opt.get("manual_seed", 0))
+            return run_mosp(bare, self.cfg, self._example(), batches, loss_fn, lr, self.device)
+
+        pruned, history = prune_once(bare, run)
+        self.phase = "finetune"
+        self._write_history(history)
+        self._restructure(pruned, f"MOSP pruned at iter {current_iter}")
+
+    def _write_history(self, history: list) -> None:
+        if dist_sync.rank() != 0:
+            return
+        path = os.path.join(self.opt["path"]["experiments_root"], "mosp_history.json")
+        with open(path, "w") as f:
+            json.dump(history, f, indent=1, default=lambda o: getattr(o, "__dict__", str(o)))
+
+    def _refresh_stats(self) -> None:
+        if self.cfg is None:
+            return
+        self.stats.update(network_stats(self.get_bare_model(self.net_g), self.cfg, self._example(),
+                                        self._sls, self.phase))
+
+    # --- training --------------------------------------------------------------------------------
+    def optimize_parameters(self, current_iter: int) -> None:
+        """One step; starts pruning/search at ``pruning.start_iter`` and ends the search at the budget."""
+        if self.phase == "dense" and current_iter > self.cfg.start_iter:
+            self._start_pruning(current_iter)
+        self.optimizer_g.zero_grad()
+        self.output = self.net_g(self.lq)
+        l_total, loss_dict = 0, OrderedDict()
+        if self.cri_pix:
+            loss_dict["l_pix"] = self.cri_pix(self.output, self.gt)
+            l_total = l_total + loss_dict["l_pix"]
+        if self.cri_perceptual:
+            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
+            for name, value in (("l_percep", l_percep), ("l_style", l_style)):
+                if value is not None:
+                    loss_dict[name] = value
+                    l_total = l_total + value
+        if self._sls is not None and self._sls.searching:
+            reg = self._sls.regularization()
+            loss_dict["l_macs"] = reg
+            l_total = l_total + reg
+        l_total.backward()
+        self.optimizer_g.step()
+        if self._sls is not None:
+            self.stats["macs_ratio"] = self._sls.kept_ratio()
+            new = self._sls.after_step()
+            if new is not None:
+                self._sls, self.phase = None, "finetune"
+                self._restructure(new, f"SLS search ended at iter {current_iter}")
+        elif self.cfg.method == "sls" and self.phase == "finetune":
+            refresh = int(self.cfg.options.get("refresh_every", 100))
+            if current_iter % refresh == 0:
+                refresh_masks(self.get_bare_model(self.net_g))
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        self.log_dict.update(self.stats)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def test(self) -> None:
+        """Inference with the bare (never DDP-wrapped) network, so rank-0 validation cannot hang."""
+        net = self.net_g_ema if hasattr(self, "net_g_ema") else self.get_bare_model(self.net_g)
+        was = net.training
+        net.eval()
+        with torch.no_grad():
+            self.output = net(self.lq)
+        net.train(was)
+
+    # --- checkpoints -----------------------------------------------------------------------------
+    def _export(self, net: nn.Module) -> tuple[nn.Module, dict]:
+        if self.phase == "search":
+            dense, scores = dense_copy(net)
+            return dense, {"sls_scores": scores}
+        if self.cfg is not None and self.cfg.method == "sls" and self.phase == "finetune":
+            return squashed_copy(net), {}
+        return net, {}
+
+    def save(self, epoch: int, current_iter: int) -> None:
+        """BasicSR's save, with the pruned architecture and pruning state stored alongside."""
+        if dist_sync.rank() == 0:
+            label = "latest" if current_iter == -1 else current_iter
+            path = os.path.join(self.opt["path"]["models"], f"net_g_{label}.pth")
+            net, extra = self._export(self.get_bare_model(self.net_g))
+            nets = {"params": net}
+            if hasattr(self, "net_g_ema"):
+                nets["params_ema"] = self._export(self.net_g_ema)[0]
+            meta = {"method": self.cfg.method if self.cfg else None, "phase": self.phase,
+                    "pruning": self.cfg.to_dict() if self.cfg else {}, "iter": int(current_iter),
+                    "stats": {k: float(v) for k, v in self.stats.items()}, **extra}
+            if self.phase == "search":
+                meta["sls_steps"] = int(self._sls.pruner.steps_done)
+            ckp.save_checkpoint(path, nets, meta)
+        self.save_training_state(epoch, current_iter)

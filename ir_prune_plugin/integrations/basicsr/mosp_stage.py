@@ -1,0 +1,75 @@
+"""MOSP inside a BasicSR model: prune once on rank 0 with short finetunes, share the result."""
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from . import dist_sync
+from .methods import mosp_options
+from .options import PruningConfig
+
+log = logging.getLogger(__name__)
+
+
+def train_batches(dataset_opt: dict[str, Any], seed: int) -> Iterator[dict]:
+    """Endless shuffled batches of the YAML's training set (for MOSP's own finetune/evaluate)."""
+    from basicsr.data import build_dataset
+    dataset = build_dataset(dict(dataset_opt, phase="train"))
+    g = torch.Generator().manual_seed(int(seed))
+    loader = DataLoader(dataset, batch_size=int(dataset_opt["batch_size_per_gpu"]), shuffle=True,
+                        generator=g, drop_last=True, num_workers=0)
+    if len(loader) == 0:
+        raise ValueError(f"training set of {len(dataset)} items is smaller than batch_size_per_gpu")
+    while True:
+        yield from loader
+
+
+def run_mosp(net: nn.Module, cfg: PruningConfig, example: torch.Tensor, batches: Iterator[dict],
+             loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], lr: float,
+             device: torch.device) -> tuple[nn.Module, list]:
+    """MOSP on ``net`` (a copy is pruned) with BasicSR's pixel loss; returns (pruned net, history)."""
+    from ...channels import MOSPPruner
+
+    held_out = [next(batches) for _ in range(cfg.eval_batches)]
+
+    def evaluate(model: nn.Module) -> float:
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            loss = sum(float(loss_fn(model(b["lq"].to(device)), b["gt"].to(device))) for b in held_out)
+        model.train(was)
+        return loss / len(held_out)
+
+    def finetune(model: nn.Module) -> None:
+        if cfg.finetune_iters == 0:
+            return
+        model.train()
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+        for batch in itertools.islice(batches, cfg.finetune_iters):
+            loss = loss_fn(model(batch["lq"].to(device)), batch["gt"].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    pruner = MOSPPruner(net, example, cfg.budget, evaluate=evaluate, finetune=finetune,
+                        options=mosp_options(cfg))
+    pruned = pruner.prune()
+    return pruned, list(getattr(pruner, "history", []))
+
+
+def prune_once(net: nn.Module, run: Callable[[], tuple[nn.Module, list]]) -> tuple[nn.Module, list]:
+    """Run ``run`` on rank 0 only and hand its pruned network to every rank (identical copies)."""
+    if not dist_sync.is_dist():
+        return run()
+    result = None
+    if dist_sync.rank() == 0:
+        pruned, history = run()
+        result = (pruned.cpu(), history)
+    pruned, history = dist_sync.broadcast_object(result)
+    target = next(net.parameters()).device
+    return pruned.to(target), history
