@@ -1,0 +1,461 @@
+"""Torch-Pruning rules for restoration nets: Compactor and PixelShuffle pruners, an importance
+that scores compactor channels, and small helpers around ``tp.DependencyGraph``.
+
+A Torch-Pruning user adds one call::
+
+    pruner = tp.pruner.MetaPruner(model, x, CompactorMagnitudeImportance(), pruning_ratio=0.5,
+                                  **tp_kwargs(model, x))
+
+``tp_kwargs`` registers the customized pruners, makes Compactor / PixelShuffle group roots,
+ignores the layers that produce the network output and installs (once, idempotently) the
+index-mapping rule for ``nn.PixelShuffle``: output channel ``c`` of a shuffle with factor ``r``
+is built from input channels ``c*r*r ... c*r*r + r*r - 1``, which Torch-Pruning 1.6.1 would
+otherwise treat as an element-wise op (``IndexError`` on EDSR / RCAN / MSRResNet upsamplers).
+The rule only acts on graphs where our ``PixelShufflePruner`` is registered.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import torch
+import torch_pruning as tp
+from torch import nn
+from torch_pruning import _helpers, ops
+from torch_pruning.dependency import index_mapping as _tp_index_mapping
+from torch_pruning.dependency import shape_infer as _tp_shape_infer
+
+from ..channels.compactor import Compactor
+
+__all__ = [
+    "ChannelGroup", "CompactorMagnitudeImportance", "CompactorPruner", "PixelShufflePruner",
+    "UnsupportedArchitectureError", "build_dependency_graph", "channel_groups", "output_layers",
+    "prune_channels", "tp_kwargs",
+]
+
+log = logging.getLogger(__name__)
+
+ExampleInputs = Any  # a tensor, or a tuple of tensors passed positionally
+
+
+class UnsupportedArchitectureError(ValueError):
+    """The traced graph contains operations the channel-dependency rules do not model."""
+
+
+# --------------------------------------------------------------------------- layer rules
+class CompactorPruner(tp.pruner.BasePruningFunc):
+    """Prunes ``Compactor.weight``; its output and input channels are *not* coupled, so the
+    compactor's outputs form a group with their consumers and its inputs follow the producer."""
+
+    TARGET_MODULES = Compactor
+
+    def prune_out_channels(self, layer: Compactor, idxs: Sequence[int]) -> Compactor:
+        keep = sorted(set(range(layer.out_channels)) - set(int(i) for i in idxs))
+        layer.weight = self._prune_parameter_and_grad(layer.weight, keep, 0)
+        return layer
+
+    def prune_in_channels(self, layer: Compactor, idxs: Sequence[int]) -> Compactor:
+        keep = sorted(set(range(layer.in_channels)) - set(int(i) for i in idxs))
+        layer.weight = self._prune_parameter_and_grad(layer.weight, keep, 1)
+        return layer
+
+    def get_out_channels(self, layer: Compactor) -> int:
+        return layer.out_channels
+
+    def get_in_channels(self, layer: Compactor) -> int:
+        return layer.in_channels
+
+
+class PixelShufflePruner(tp.pruner.BasePruningFunc):
+    """Rule for ``nn.PixelShuffle``: parameter-free, input and output coupled (channel ``c`` of
+    the output is the block ``c*r^2 .. c*r^2+r^2-1`` of the input, see ``_BlockIndexMapping``).
+
+    The shuffle's node lives in *output* channel coordinates, so a group rooted at it removes
+    whole blocks of the producing conv. Channel counts are learnt from the graph (the module
+    itself does not know them) and kept per module in this pruner.
+    """
+
+    TARGET_MODULES = nn.PixelShuffle
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._channels: "weakref.WeakKeyDictionary[nn.Module, int]" = weakref.WeakKeyDictionary()
+
+    def prune_out_channels(self, layer: nn.PixelShuffle, idxs: Sequence[int]) -> nn.PixelShuffle:
+        if layer in self._channels:
+            self._channels[layer] -= len(set(idxs))
+        return layer
+
+    prune_in_channels = prune_out_channels  # one coordinate system: output channels
+
+    def get_out_channels(self, layer: nn.PixelShuffle) -> int | None:
+        return self._channels.get(layer)
+
+    def get_in_channels(self, layer: nn.PixelShuffle) -> int | None:
+        c = self._channels.get(layer)
+        return None if c is None else c * layer.upscale_factor ** 2
+
+
+class _BlockIndexMapping:
+    """Index mapping across a pixel shuffle with block size ``b = r*r``.
+
+    ``expand``: shuffle channel ``c`` -> producer channels ``c*b .. c*b+b-1``;
+    otherwise producer channel ``i`` -> shuffle channel ``i // b`` (each block once).
+    """
+
+    def __init__(self, block: int, expand: bool) -> None:
+        self.block, self.expand = block, expand
+
+    def __call__(self, idxs: list) -> list:
+        b = self.block
+        if self.expand:
+            return [_helpers._HybridIndex(idx=i.idx * b + k, root_idx=i.root_idx)
+                    for i in idxs for k in range(b)]
+        seen: dict[int, Any] = {}
+        for i in idxs:
+            seen.setdefault(i.idx // b, i.root_idx)
+        return [_helpers._HybridIndex(idx=c, root_idx=r) for c, r in seen.items()]
+
+
+def _update_pixel_shuffle_mappings(graph: tp.DependencyGraph) -> None:
+    """Set block index mappings on the edges between each PixelShuffle and its producer."""
+    pruner = graph.CUSTOMIZED_PRUNERS.get(nn.PixelShuffle)
+    if not isinstance(pruner, PixelShufflePruner):
+        return  # not our graph: leave Torch-Pruning's behaviour alone
+    for module, node in graph.module2node.items():
+        if not isinstance(module, nn.PixelShuffle):
+            continue
+        block = module.upscale_factor ** 2
+        for in_node in node.inputs:
+            cin = _tp_shape_infer.infer_out_channels_recursively(graph, in_node, [0])
+            if cin is not None and cin % block == 0:
+                pruner._channels[module] = cin // block
+            for dep in node.dependencies:
+                if dep.target is in_node:
+                    dep.index_mapping[0] = _BlockIndexMapping(block, expand=True)
+            for dep in in_node.dependencies:
+                if dep.target is node:
+                    dep.index_mapping[0] = _BlockIndexMapping(block, expand=False)
+
+
+def _install_index_mapping_rule() -> None:
+    """Wrap Torch-Pruning's ``update_index_mapping`` once so graphs built by MetaPruner get the
+    PixelShuffle rule too (a no-op for graphs without our PixelShufflePruner)."""
+    current = _tp_index_mapping.update_index_mapping
+    if getattr(current, "_irprune_wrapped", False):
+        return
+
+    def update_index_mapping(graph: tp.DependencyGraph) -> None:
+        current(graph)
+        _update_pixel_shuffle_mappings(graph)
+
+    update_index_mapping._irprune_wrapped = True  # type: ignore[attr-defined]
+    update_index_mapping.__doc__ = current.__doc__
+    _tp_index_mapping.update_index_mapping = update_index_mapping
+
+
+# --------------------------------------------------------------------------- importance
+class CompactorMagnitudeImportance(tp.importance.GroupMagnitudeImportance):
+    """Torch-Pruning's group magnitude importance, extended to Compactor weights and to groups
+    whose root channels map to blocks of several producer channels (PixelShuffle).
+
+    Use it instead of ``tp.importance.MagnitudeImportance`` with :func:`tp_kwargs`: the stock one
+    sizes its score vector by the first scored layer, which is wrong for shuffle-rooted groups.
+    """
+
+    def __call__(self, group: Any) -> torch.Tensor | None:
+        self._root_len = 1 + max(group[0].root_idxs)
+        self._extra = self._compactor_terms(group)
+        imp = super().__call__(group)
+        if imp is None and self._extra[0]:
+            imp = self._normalize(self._reduce([], []), self.normalizer)
+        return imp
+
+    def _compactor_terms(self, group: Any) -> tuple[list[torch.Tensor], list[list[int]]]:
+        imps, roots = [], []
+        for item in group:
+            layer, fn = item.dep.layer, item.dep.pruning_fn
+            if not isinstance(layer, Compactor):
+                continue
+            w = layer.weight.detach().flatten(2).squeeze(2)  # (out, in)
+            if getattr(fn, "__func__", None) is CompactorPruner.prune_out_channels:
+                imps.append(w[item.idxs].abs().pow(self.p).sum(1))
+            else:
+                imps.append(w[:, item.idxs].abs().pow(self.p).sum(0))
+            roots.append(list(item.root_idxs))
+        return imps, roots
+
+    def _reduce(self, group_imp: list, group_idxs: list) -> torch.Tensor:
+        pairs = [(i, r) for i, r in zip(list(group_imp) + self._extra[0], list(group_idxs) + self._extra[1])
+                 if not any(x is None for x in r)]
+        if not pairs:
+            return []
+        # Fold every term onto the root's channel axis first, so blocks (PixelShuffle) sum up and
+        # the parent's reduction sees vectors of the root length.
+        folded = []
+        for imp, root in pairs:
+            v = torch.zeros(self._root_len, dtype=torch.float32, device=imp.device)
+            v.scatter_add_(0, torch.as_tensor(root, device=imp.device), imp.float())
+            folded.append(v)
+        full = list(range(self._root_len))
+        return super()._reduce(folded, [full] * len(folded))
+
+
+# --------------------------------------------------------------------------- graph helpers
+_MIXING_OPS = ("bmm", "mmbackward", "softmax", "permute", "transpose", "pixelshuffle",
+               "pixelunshuffle", "channelshuffle", "im2col", "unfold", "scaleddotproduct",
+               "einsum", "baddbmm", "roll")
+
+
+def _customized_pruners() -> dict[type, tp.pruner.BasePruningFunc]:
+    return {Compactor: CompactorPruner(), nn.PixelShuffle: PixelShufflePruner()}
+
+
+ROOT_MODULE_TYPES: tuple[type, ...] = (ops.TORCH_CONV, ops.TORCH_LINEAR, Compactor, nn.PixelShuffle)
+
+
+def _as_tuple(example_inputs: ExampleInputs) -> tuple:
+    if isinstance(example_inputs, torch.Tensor):
+        return (example_inputs,)
+    if isinstance(example_inputs, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in example_inputs):
+        return tuple(example_inputs)
+    raise TypeError("example_inputs must be a tensor or a tuple of tensors, got "
+                    f"{type(example_inputs).__name__}")
+
+
+def _resolve_layers(model: nn.Module, layers: Iterable[nn.Module | str] | None) -> list[nn.Module]:
+    named = dict(model.named_modules())
+    out = []
+    for layer in layers or ():
+        if isinstance(layer, str):
+            if layer not in named:
+                raise ValueError(f"ignored layer {layer!r} is not a module of the model; "
+                                 f"examples of valid names: {list(named)[1:6]}")
+            out.append(named[layer])
+        elif isinstance(layer, nn.Module):
+            out.append(layer)
+        else:
+            raise TypeError(f"ignored_layers entries must be modules or names, got {layer!r}")
+    return out
+
+
+def _check_supported(graph: tp.DependencyGraph) -> None:
+    """Raise UnsupportedArchitectureError for channel-mixing ops fed by prunable layers."""
+    bad = []
+    for node in graph.module2node.values():
+        if not isinstance(node.module, ops._ElementWiseOp):
+            continue
+        name = str(getattr(node.module, "_grad_fn", "")).lower()
+        if not any(k in name for k in _MIXING_OPS):
+            continue
+        if any(_tp_shape_infer.infer_out_channels_recursively(graph, n, [0]) for n in node.inputs):
+            bad.append(str(node.module._grad_fn))
+    if bad:
+        raise UnsupportedArchitectureError(
+            "Torch-Pruning dependency rules cannot prune this network safely: the operation(s) "
+            f"{sorted(set(bad))} mix or move channels of a prunable layer's output (attention, "
+            "token reshapes, functional pixel (un)shuffle). Supported: conv/linear nets with "
+            "concat and add skips, nn.PixelShuffle upsamplers and Compactors. Use the nn.PixelShuffle "
+            "module instead of F.pixel_shuffle, or pass check=False to skip this check.")
+
+
+def build_dependency_graph(model: nn.Module, example_inputs: ExampleInputs, *,
+                           ignored_layers: Iterable[nn.Module | str] | None = None,
+                           check: bool = True) -> tp.DependencyGraph:
+    """Build a ``tp.DependencyGraph`` with our rules; keeps the model's train/eval mode."""
+    inputs = _as_tuple(example_inputs)
+    _install_index_mapping_rule()
+    was_training = model.training
+    try:
+        with torch.enable_grad():
+            graph = tp.DependencyGraph().build_dependency(
+                model, example_inputs=inputs, customized_pruners=_customized_pruners(),
+                ignored_layers=_resolve_layers(model, ignored_layers), verbose=False)
+    finally:
+        model.train(was_training)
+    _update_pixel_shuffle_mappings(graph)
+    if check:
+        _check_supported(graph)
+    return graph
+
+
+def _touches_output(graph: tp.DependencyGraph, group: Any) -> bool:
+    """True if the group changes a network output (an output op, or the output channels of a
+    layer nothing consumes)."""
+    return any(item.dep.target.type == ops.OPTYPE.OUTPUT
+               or (not item.dep.target.outputs and graph.is_out_channel_pruning_fn(item.dep.handler))
+               for item in group)
+
+
+def output_layers(model: nn.Module, example_inputs: ExampleInputs, *,
+                  graph: tp.DependencyGraph | None = None) -> list[str]:
+    """Names of the layers whose output channels reach the network output (keep them)."""
+    graph = graph or build_dependency_graph(model, example_inputs, check=False)
+    names = []
+    for group in graph.get_all_groups(root_module_types=ROOT_MODULE_TYPES):
+        if _touches_output(graph, group):
+            for item in group:
+                m = item.dep.target.module
+                if graph.is_out_channel_pruning_fn(item.dep.handler) and isinstance(m, ROOT_MODULE_TYPES):
+                    names.append(graph._module2name[m])
+    return sorted(set(names))
+
+
+def tp_kwargs(model: nn.Module, example_inputs: ExampleInputs | None = None, *,
+              ignored_layers: Iterable[nn.Module | str] | None = None,
+              keep_output_layers: bool = True, check: bool = True) -> dict[str, Any]:
+    """Everything to pass to ``tp.pruner.MetaPruner`` / ``DependencyGraph.build_dependency``:
+    ``customized_pruners``, ``root_module_types`` and ``ignored_layers``.
+
+    With ``example_inputs`` the graph is traced once to ignore the layers that produce the
+    output (``keep_output_layers``) and to reject unsupported architectures (``check``).
+    Score channels with :class:`CompactorMagnitudeImportance`.
+    """
+    ignored = _resolve_layers(model, ignored_layers)
+    if example_inputs is not None and (keep_output_layers or check):
+        graph = build_dependency_graph(model, example_inputs, ignored_layers=ignored, check=check)
+        if keep_output_layers:
+            named = dict(model.named_modules())
+            ignored += [named[n] for n in output_layers(model, example_inputs, graph=graph)]
+    _install_index_mapping_rule()
+    return {
+        "customized_pruners": _customized_pruners(),
+        "root_module_types": list(ROOT_MODULE_TYPES),
+        "ignored_layers": list(dict.fromkeys(ignored)),
+    }
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """Layers whose channels must be removed together (one Torch-Pruning group).
+
+    ``root`` names the layer whose output channels index the group (``channels`` of them);
+    ``out_layers`` maps each layer whose *output* channels shrink to how many of its channels
+    one root channel removes (1, or r*r for a conv feeding a PixelShuffle); ``in_layers`` lists
+    the layers whose *input* channels shrink; ``prunable`` is False when the group reaches the
+    network output or an ignored layer.
+    """
+
+    root: str
+    channels: int
+    out_layers: Mapping[str, int] = field(default_factory=dict)
+    in_layers: tuple[str, ...] = ()
+    prunable: bool = True
+
+
+def channel_groups(model: nn.Module, example_inputs: ExampleInputs, *,
+                   ignored_layers: Iterable[nn.Module | str] | None = None,
+                   graph: tp.DependencyGraph | None = None) -> list[ChannelGroup]:
+    """List the coupled channel groups of a model (roots: conv, linear, Compactor, PixelShuffle)."""
+    ignored = _resolve_layers(model, ignored_layers)
+    graph = graph or build_dependency_graph(model, example_inputs)
+    result = []
+    for group in graph.get_all_groups(root_module_types=ROOT_MODULE_TYPES):
+        root = group[0].dep.target.module
+        outs: dict[str, int] = {}
+        ins: list[str] = []
+        prunable = not _touches_output(graph, group)
+        for item in group:
+            m = item.dep.target.module
+            if not isinstance(m, nn.Module) or m not in graph._module2name or isinstance(m, nn.PixelShuffle):
+                continue
+            name = graph._module2name[m]
+            if graph.is_out_channel_pruning_fn(item.dep.handler) and graph.get_pruner_of_module(m).get_out_channels(m) is not None:
+                outs[name] = max(outs.get(name, 0), len(item.idxs) // max(1, len(set(item.root_idxs))))
+                prunable = prunable and m not in ignored
+            elif graph.is_in_channel_pruning_fn(item.dep.handler):
+                ins.append(name)
+        result.append(ChannelGroup(root=graph._module2name[root], channels=graph.get_out_channels(root),
+                                   out_layers=outs, in_layers=tuple(dict.fromkeys(ins)), prunable=prunable))
+    return result
+
+
+def _check_plan(model: nn.Module, plan: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:
+    if not isinstance(plan, Mapping):
+        raise TypeError(f"plan must map module names to channel indices, got {type(plan).__name__}")
+    named = dict(model.named_modules())
+    clean: dict[str, list[int]] = {}
+    for name, idxs in plan.items():
+        if name not in named:
+            raise ValueError(f"plan names {name!r}, which is not a module of the model; "
+                             f"prunable modules are e.g. {[n for n, m in named.items() if isinstance(m, ROOT_MODULE_TYPES)][:6]}")
+        if not isinstance(named[name], ROOT_MODULE_TYPES):
+            raise ValueError(f"plan names {name!r} ({type(named[name]).__name__}); only the output channels "
+                             "of Conv/ConvTranspose/Linear/Compactor/PixelShuffle layers can be removed")
+        if isinstance(idxs, torch.Tensor):
+            idxs = idxs.tolist()
+        vals = list(idxs)
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in vals):
+            raise TypeError(f"channel indices for {name!r} must be ints, got {vals!r}")
+        if len(set(vals)) != len(vals):
+            raise ValueError(f"channel indices for {name!r} contain duplicates: {vals!r}")
+        if vals:
+            clean[name] = sorted(vals)
+    return clean
+
+
+def prune_channels(model: nn.Module, example_inputs: ExampleInputs,
+                   plan: Mapping[str, Sequence[int]], *,
+                   ignored_layers: Iterable[nn.Module | str] | None = None) -> nn.Module:
+    """Physically remove output channels ``{module_name: [channel indices]}`` (and everything
+    coupled to them) through Torch-Pruning groups; returns a pruned copy, ``model`` is untouched.
+
+    Each entry must name the root of a different group (see :func:`channel_groups`); indices
+    refer to the layer's current channels. For a conv that feeds a PixelShuffle, name the
+    ``nn.PixelShuffle`` module (its channels are the blocks that move together).
+    """
+    inputs = _as_tuple(example_inputs)
+    clean = _check_plan(model, plan)
+    work = copy.deepcopy(model)
+    ignored_names = {n for n, m in model.named_modules() if any(m is i for i in _resolve_layers(model, ignored_layers))}
+    graph = build_dependency_graph(work, inputs)
+    named = dict(work.named_modules())
+    groups = []
+    claimed: dict[int, str] = {}
+    for name, idxs in clean.items():
+        layer = named[name]
+        pruner = graph.get_pruner_of_module(layer)
+        n = pruner.get_out_channels(layer) if layer in graph.module2node else None
+        if n is None:
+            raise ValueError(f"layer {name!r} is not reached by the forward pass (or its channel count "
+                             "is unknown), so it cannot be pruned")
+        if idxs[0] < 0 or idxs[-1] >= n:
+            raise ValueError(f"channel indices for {name!r} must lie in [0, {n}), got {idxs}")
+        if len(idxs) >= n:
+            raise ValueError(f"plan removes all {n} output channels of {name!r}; keep at least one")
+        group = graph.get_pruning_group(layer, pruner.prune_out_channels, idxs)
+        for item in group:
+            m, fn = item.dep.target.module, item.dep.handler
+            if not graph.is_out_channel_pruning_fn(fn) or not isinstance(m, nn.Module) or m not in graph._module2name:
+                continue
+            mname = graph._module2name[m]
+            if mname in ignored_names:
+                raise ValueError(f"pruning {name!r} would change ignored layer {mname!r}")
+            if m is layer and sorted(set(item.idxs)) != idxs:
+                raise ValueError(f"pruning channels {idxs} of {name!r} would also remove "
+                                 f"{sorted(set(item.idxs) - set(idxs))}: they move as a block "
+                                 "(pixel shuffle); prune the nn.PixelShuffle module instead")
+            if id(m) in claimed and claimed[id(m)] != name:
+                raise ValueError(f"{name!r} and {claimed[id(m)]!r} are coupled (both change {mname!r}); "
+                                 "give indices for only one of them")
+            claimed[id(m)] = name
+        if _touches_output(graph, group):
+            raise ValueError(f"pruning {name!r} would change the number of output channels of the network")
+        groups.append((layer, pruner))
+    was_training = work.training
+    for (layer, pruner), idxs in zip(groups, clean.values()):
+        graph.get_pruning_group(layer, pruner.prune_out_channels, idxs).prune()
+    try:
+        with torch.no_grad():
+            work.eval()
+            work(*inputs)
+    except Exception as exc:  # pragma: no cover - a rule gap; the caller's model is untouched
+        raise UnsupportedArchitectureError(
+            f"the pruned copy no longer runs ({type(exc).__name__}: {exc}); the original model is "
+            "unchanged. This architecture has a channel dependency the rules do not model.") from exc
+    finally:
+        work.train(was_training)
+    return work
