@@ -98,19 +98,22 @@ def _profile(model: nn.Module, size: Sequence[int]) -> Any:
 
 
 def group_costs(profile: Any, graph: UnitGraph) -> list[GroupCost]:
-    """Express each profile group in unit widths (layers outside any unit count as fixed)."""
-    owner = {layer: u.root for u in graph.units.values() for layer in u.layers}
-    widths = graph.widths()
+    """Express each profile group in unit widths (layers outside any unit count as fixed).
+
+    A unit channel costs ``sum(bpc[layer] * multiplicity[layer])`` over the unit's layers in the
+    group (multiplicity ``r*r`` for a conv feeding a PixelShuffle, else 1).
+    """
+    owner = {layer: (u.root, mult) for u in graph.units.values() for layer, mult in u.layers.items()}
     costs = []
     for g in profile.groups:
         per_unit: dict[str, int] = {}
         fixed = int(g.bytes)
-        for layer, bpc in zip(g.layers, g.bytes_per_channel):
-            root = owner.get(layer)
-            if root is None or bpc == 0:
+        for layer, bpc, channels in zip(g.layers, g.bytes_per_channel, g.out_channels):
+            if layer not in owner or bpc == 0:
                 continue
-            per_unit[root] = per_unit.get(root, 0) + int(bpc)
-        fixed -= sum(b * widths[u] for u, b in per_unit.items())
+            root, mult = owner[layer]
+            per_unit[root] = per_unit.get(root, 0) + int(bpc) * mult
+            fixed -= int(bpc) * int(channels)
         costs.append(GroupCost(int(g.step), tuple(g.layers), fixed, per_unit))
     return costs
 
@@ -167,7 +170,7 @@ class MOSPPruner:
             from .compactor import insert_compactors  # noqa: PLC0415
             work = insert_compactors(work, example_inputs)
         self.ignored = tuple(dict.fromkeys(options.ignored_layers + tuple(output_layers(work, example_inputs))))
-        graph = UnitGraph(work, example_inputs, self.ignored)
+        graph = UnitGraph(work, example_inputs, self.ignored, check=True)
         if not graph.units:
             raise ValueError("the model has no prunable layer (Conv/ConvTranspose/Linear/Compactor "
                              f"outside ignored layers {list(self.ignored)}); nothing for MOSP to prune")
@@ -233,25 +236,34 @@ class MOSPPruner:
         step = opts.round_to or 1
         graph = UnitGraph(model, self.example_inputs, self.ignored)
         profile = _profile(model, opts.memory_input_size)
+        # Group bytes are linear in the widths with fixed coefficients (spatial sizes do not
+        # change), so one profile serves every outer step; it is re-taken to confirm the end.
+        costs = group_costs(profile, graph)
         start_peak = int(profile.peak_bytes)
         total_mb = max(start_peak - self.budget_bytes, 0) / 2 ** 20
         bar = tqdm(total=round(total_mb, 2), desc="MOSP", unit="MiB", leave=False)
         outer = max((r.outer for r in self.history.records), default=-1) + 1
         while True:
-            costs = group_costs(profile, graph)
             widths = graph.widths()
             worst = max(costs, key=lambda c: c.bytes(widths))
             worst_bytes = worst.bytes(widths)
-            bar.n = round(max(start_peak - worst_bytes, 0) / 2 ** 20, 2)
+            bar.n = round(min(max(start_peak - worst_bytes, 0) / 2 ** 20, total_mb), 2)
             bar.refresh()
             if worst_bytes <= self.budget_bytes:
-                break
+                profile = _profile(model, opts.memory_input_size)
+                if profile.peak_bytes <= self.budget_bytes:
+                    break
+                log.warning("MOSP: linear group model said %d bytes but the profile says %d; re-profiling",
+                            worst_bytes, profile.peak_bytes)
+                costs = group_costs(profile, graph)
+                continue
             if outer >= opts.max_outer_steps:
                 raise RuntimeError(f"MOSP stopped after {outer} outer steps at {format_bytes(worst_bytes)}")
             target = min(opts.outer_stride, worst_bytes - self.budget_bytes)
+            peak = max(c.bytes(widths) for c in costs)
             cut, inner = 0, 0
             while cut < target:
-                rec = self._inner_step(graph, worst, widths, target - cut, outer, inner, int(profile.peak_bytes), step)
+                rec = self._inner_step(graph, worst, widths, target - cut, outer, inner, peak, step)
                 self.history.records.append(rec)
                 if history_file is not None:
                     self.history.save(history_file)
@@ -260,9 +272,9 @@ class MOSPPruner:
                 inner += 1
             if self.finetune is not None:
                 returned = self.finetune(model)
-                model = returned if isinstance(returned, nn.Module) else model
-                graph = UnitGraph(model, self.example_inputs, self.ignored)
-            profile = _profile(model, opts.memory_input_size)
+                if isinstance(returned, nn.Module) and returned is not model:
+                    model = returned
+                    graph = UnitGraph(model, self.example_inputs, self.ignored)
             outer += 1
         bar.close()
         self.history.finished = True

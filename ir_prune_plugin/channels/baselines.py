@@ -1,0 +1,138 @@
+"""Baselines for MOSP at an equal peak-memory budget.
+
+- :func:`uniform_width_to_budget`: the reference net rebuilt with every width scaled by one
+  factor, the largest factor whose estimated peak meets the budget (trained from scratch by
+  the caller).
+- :func:`magnitude_prune_to_budget`: memory-blind global magnitude pruning (Torch-Pruning
+  ``MetaPruner``, ``global_pruning=True``, group L2 magnitude), its channel ratio bisected
+  until the estimated peak meets the budget.
+- MOSP without compactors is ``MOSPPruner(..., options=MOSPOptions(compactors=False))``.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from ..budget import format_bytes
+from ..integrations import torch_pruning as tpi
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BaselineResult", "estimate_peak", "uniform_width_to_budget", "magnitude_prune_to_budget"]
+
+_WIDTH_KEYS = ("width", "num_feat")
+
+
+@dataclass(frozen=True)
+class BaselineResult:
+    """A baseline model, the knob that produced it and its estimated peak (bytes)."""
+
+    model: nn.Module
+    knob: float
+    peak_bytes: int
+
+
+def estimate_peak(model: nn.Module, memory_input_size: Sequence[int]) -> int:
+    """Estimated peak activation bytes of ``model`` at ``memory_input_size`` (meta device)."""
+    from ..memory import estimate_peak_memory  # noqa: PLC0415
+    return int(estimate_peak_memory(model, torch.empty(tuple(memory_input_size), device="meta")).peak_bytes)
+
+
+def uniform_width_to_budget(spec: dict[str, Any], budget_bytes: int, memory_input_size: Sequence[int],
+                            *, iterations: int = 20) -> BaselineResult:
+    """Largest uniform width factor of ``spec`` (``{'type': name, **kwargs}``) within ``budget_bytes``.
+
+    Scales ``width`` (our U-Nets) or ``num_feat`` (BasicSR nets); the new model is randomly
+    initialised.
+    """
+    from ..archs import build_arch  # noqa: PLC0415
+    if not isinstance(spec, dict) or "type" not in spec:
+        raise ValueError(f"spec must be a dict with a 'type' key (see archs.arch_spec), got {spec!r}")
+    kwargs = {k: v for k, v in spec.items() if k != "type"}
+    key = next((k for k in _WIDTH_KEYS if k in kwargs), None)
+    if key is None:
+        probe = build_arch(spec["type"], **kwargs)
+        if hasattr(probe, "width"):
+            key, kwargs["width"] = "width", float(probe.width)
+        else:                           # BasicSR nets: the registry's default num_feat
+            key, kwargs["num_feat"] = "num_feat", 64
+    base = kwargs[key]
+
+    def build(factor: float) -> nn.Module:
+        value = base * factor if key == "width" else max(1, int(round(base * factor)))
+        return build_arch(spec["type"], **{**kwargs, key: value})
+
+    full = estimate_peak(build(1.0), memory_input_size)
+    if budget_bytes >= full:
+        return BaselineResult(build(1.0), 1.0, full)
+    lo, hi = 0.0, 1.0   # peak(lo) <= budget is unknown until probed; hi is over budget
+    best: BaselineResult | None = None
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        if mid <= 0:
+            break
+        model = build(mid)
+        peak = estimate_peak(model, memory_input_size)
+        if peak <= budget_bytes:
+            lo, best = mid, BaselineResult(model, mid, peak)
+        else:
+            hi = mid
+    if best is None:
+        raise ValueError(f"no uniform width of {spec['type']} meets {format_bytes(budget_bytes)}")
+    log.info("uniform width %.4f: peak %s (budget %s)", best.knob, format_bytes(best.peak_bytes),
+             format_bytes(budget_bytes))
+    return best
+
+
+def _global_magnitude(model: nn.Module, example_inputs: Any, ratio: float, ignored: list[str],
+                      max_ratio: float, round_to: int | None) -> nn.Module:
+    kwargs = tpi.tp_kwargs(model, example_inputs, ignored_layers=ignored)
+    was_training = model.training
+    with torch.enable_grad():
+        pruner = tp.pruner.MetaPruner(
+            model, example_inputs, importance=tpi.CompactorMagnitudeImportance(p=2), global_pruning=True,
+            pruning_ratio=ratio, max_pruning_ratio=max_ratio, round_to=round_to, **kwargs)
+        pruner.step()
+    model.train(was_training)
+    return model
+
+
+def magnitude_prune_to_budget(model: nn.Module, example_inputs: Any, budget_bytes: int,
+                              memory_input_size: Sequence[int], *, ignored_layers: Sequence[str] = (),
+                              max_ratio: float = 0.9, round_to: int | None = None,
+                              iterations: int = 14) -> BaselineResult:
+    """Memory-blind global L2 pruning with the smallest channel ratio whose peak meets the budget.
+
+    Works on copies; the caller's ``model`` is unchanged. ``max_ratio`` caps any one layer's
+    pruning (Torch-Pruning's ``max_pruning_ratio``).
+    """
+    if not 0 < max_ratio < 1:
+        raise ValueError(f"max_ratio must lie in (0, 1), got {max_ratio!r}")
+    names = list(ignored_layers)
+
+    def attempt(ratio: float) -> BaselineResult:
+        work = copy.deepcopy(model)
+        _global_magnitude(work, example_inputs, ratio, names, max_ratio, round_to)
+        return BaselineResult(work, ratio, estimate_peak(work, memory_input_size))
+
+    top = attempt(max_ratio)
+    if top.peak_bytes > budget_bytes:
+        raise ValueError(f"global magnitude pruning at ratio {max_ratio} still needs "
+                         f"{format_bytes(top.peak_bytes)} > budget {format_bytes(budget_bytes)}")
+    lo, hi, best = 0.0, max_ratio, top
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        res = attempt(mid)
+        if res.peak_bytes <= budget_bytes:
+            hi, best = mid, res
+        else:
+            lo = mid
+    log.info("global magnitude ratio %.4f: peak %s (budget %s)", best.knob, format_bytes(best.peak_bytes),
+             format_bytes(budget_bytes))
+    return best
