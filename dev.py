@@ -57,7 +57,8 @@ def ensure_env() -> None:
             [PY, "-c", "import ir_prune_plugin, os; print(os.path.dirname(ir_prune_plugin.__file__))"],
             capture_output=True, text=True, cwd="/")
         if probe.returncode != 0 or Path(probe.stdout.strip()) != ROOT / "ir_prune_plugin":
-            _run([PY, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", ROOT])
+            _run([PY, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                  "--config-settings", "editable_mode=compat", "-e", ROOT])
 
 
 def main(argv: list[str]) -> int:
