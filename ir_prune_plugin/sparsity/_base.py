@@ -95,6 +95,8 @@ class NMPrunerBase:
     @property
     def plan(self) -> dict[str, tuple[int, int]]:
         """``{layer_name: (N, M)}`` for every N:M layer (current N during a search)."""
+        if self._finalized:
+            return dict(getattr(self.model, PLAN_ATTR))
         return {n: (self._n_of(n), self.M) for n in self.layers}
 
     def _n_of(self, name: str) -> int:

@@ -52,11 +52,16 @@ class FixedNMMask(nn.Module):
 
 
 class ScoredNMMask(FixedNMMask):
-    """SLS mask: weight * gate[rank] with M-1 ordered trainable scores (N = 1 + kept units)."""
+    """SLS mask: weight * gate[rank] with M-1 ordered trainable scores (N = 1 + kept units).
+
+    The scores are a gradient-carrying *buffer*, not a parameter: they are the pruner's state
+    (updated by its own optimizer in ``SLSPruner.step``), so a user's optimizer built from
+    ``model.parameters()`` only ever sees the weights.
+    """
 
     def __init__(self, weight: torch.Tensor, M: int, transposed: bool) -> None:
         super().__init__(weight, M, M, transposed)
-        self.scores = nn.Parameter(torch.ones(M - 1, dtype=weight.dtype, device=weight.device))
+        self.register_buffer("scores", torch.ones(M - 1, dtype=weight.dtype, device=weight.device).requires_grad_())
         self.frozen_n: int | None = None
 
     def current_n(self) -> int:

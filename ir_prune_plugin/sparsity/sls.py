@@ -28,9 +28,10 @@ class SLSOptions:
 
     search_steps: int = 500
     refresh_every: int = 100
-    reg_weight: float = 0.05
+    reg_weight: float = 0.01
     schedule: AnnealingSchedule = AnnealingSchedule()
-    score_lr: float = 1e-2
+    score_lr: float = 1.0
+    score_momentum: float = 0.9
     threshold: float = 0.5
     ignored_layers: tuple[str, ...] | None = None
 
@@ -51,9 +52,12 @@ class SLSPruner(NMPrunerBase):
     ``macs_budget`` is a ratio in (0, 1) of the *eligible* layers' dense MACs (the layers that are
     not ignored and whose reduction size divides by M); ignored/dense layers are not counted.
     It must be >= 1/M (every layer keeps at least its largest weight per group).
-    Works on a deep copy: train ``pruner.model`` (its parameters include the scores), add
+    Works on a deep copy: train ``pruner.model`` with any optimizer over its parameters, add
     ``regularization()`` to the loss, call ``step()`` after each optimizer step, then
-    ``finalize()``. The caller's model is never modified.
+    ``finalize()``. The caller's model is never modified. The scores are the pruner's state and
+    are updated in ``step()`` by plain SGD with momentum (not by the user's optimizer): Adam's
+    per-element normalisation would erase the MACs weighting of the regulariser, which is what
+    makes expensive layers give up more units than cheap, sensitive ones.
     """
 
     def __init__(self, model: nn.Module, example_inputs: Any, macs_budget: float, *, M: int = 32,
@@ -76,23 +80,16 @@ class SLSPruner(NMPrunerBase):
         for name, m in self.layers.items():
             mk.attach(m, mk.ScoredNMMask(m.weight.detach(), M, self._transposed(name)))
         self._masks = {n: mk.mask_module(m) for n, m in self.layers.items()}
+        self._score_opt = torch.optim.SGD(self.score_parameters(), lr=options.score_lr,
+                                          momentum=options.score_momentum)
 
     # --- search state ----------------------------------------------------------------------
     def _n_of(self, name: str) -> int:
         return self._masks[name].current_n()
 
-    def score_parameters(self) -> list[nn.Parameter]:
-        """The ordered scores of every layer (also inside ``self.model.parameters()``)."""
+    def score_parameters(self) -> list[torch.Tensor]:
+        """The ordered scores of every layer (buffers with gradients, updated in ``step()``)."""
         return [m.scores for m in self._masks.values()]
-
-    def param_groups(self, lr: float) -> list[dict]:
-        """Weights at ``lr``, scores at ``options.score_lr`` (scores live in [0, 1])."""
-        ids = {id(p) for p in self.score_parameters()}
-        weights = [p for p in self.model.parameters() if p.requires_grad and id(p) not in ids]
-        groups = [{"params": weights, "lr": lr}]
-        if self.searching:
-            groups.append({"params": self.score_parameters(), "lr": self.options.score_lr})
-        return groups
 
     def kept_ratio(self) -> float:
         """Kept / dense MACs of the eligible layers under the current hard gates."""
@@ -111,6 +108,8 @@ class SLSPruner(NMPrunerBase):
         self._check_live()
         self.steps_done += 1
         if self.searching:
+            self._score_opt.step()
+            self._score_opt.zero_grad(set_to_none=True)
             for m in self._masks.values():
                 m.project()
             ratio = self.kept_ratio()
@@ -118,7 +117,7 @@ class SLSPruner(NMPrunerBase):
             if ratio <= self.budget:
                 log.info("SLS search reached the budget at step %d (kept %.4f <= %.4f)",
                          self.steps_done, ratio, self.budget)
-                self._freeze()
+                self._freeze(self._fill_to_budget())
             elif self.steps_done >= self.options.search_steps:
                 self._project_to_budget()
         if self.steps_done % self.options.refresh_every == 0:
@@ -128,12 +127,35 @@ class SLSPruner(NMPrunerBase):
     def _freeze(self, plan: dict[str, int] | None = None) -> None:
         for n, m in self._masks.items():
             m.freeze(None if plan is None else plan[n])
+            m.scores.grad = None
         self.searching = False
+
+    def _gate_probs(self) -> dict[str, list[float]]:
+        return {n: torch.cumprod(m.scores.detach().clamp(0, 1), 0).tolist() for n, m in self._masks.items()}
+
+    def _fill_to_budget(self) -> dict[str, int]:
+        """Give back the most confident dropped units (highest gate prob) that still fit the budget.
+
+        One search step can overshoot the budget by several units; this keeps the plan's cost as
+        close to the budget as the N:M granularity allows (deterministic, score order).
+        """
+        n_now = {n: m.current_n() for n, m in self._masks.items()}
+        probs, names = self._gate_probs(), list(self.dense_macs)
+        target = self.budget * self.total_dense
+        spent = kept_macs(self.dense_macs, {n: (n_now[n], self.M) for n in names})
+        while True:
+            cands = [(-probs[n][n_now[n] - 1], self.dense_macs[n], i, n) for i, n in enumerate(names)
+                     if n_now[n] < self.M and spent + self.dense_macs[n] / self.M <= target]
+            if not cands:
+                return n_now
+            pick = min(cands)[3]
+            n_now[pick] += 1
+            spent += self.dense_macs[pick] / self.M
 
     def _project_to_budget(self) -> None:
         """Drop the least-confident kept unit (lowest gate probability) until the budget holds."""
         n_now = {n: m.current_n() for n, m in self._masks.items()}
-        probs = {n: torch.cumprod(m.scores.detach().clamp(0, 1), 0).tolist() for n, m in self._masks.items()}
+        probs = self._gate_probs()
         target = self.budget * self.total_dense
         names = list(self.dense_macs)
         dropped = 0

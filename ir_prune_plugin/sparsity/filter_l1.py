@@ -1,0 +1,97 @@
+"""L1 filter pruning at matched MACs through Torch-Pruning (the channel baseline of the SLS paper)."""
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from .macs import as_tuple, layer_macs
+
+log = logging.getLogger(__name__)
+
+
+def _upsampler_convs(model: nn.Module) -> list[nn.Module]:
+    """Convs that feed a PixelShuffle (Torch-Pruning 1.6.1 cannot prune through it)."""
+    mods = list(model.modules())
+    out = []
+    for i, m in enumerate(mods):
+        if isinstance(m, nn.PixelShuffle):
+            prev = [p for p in mods[:i] if isinstance(p, nn.Conv2d)]
+            if prev:
+                out.append(prev[-1])
+    return out
+
+
+def _tp_extra(model: nn.Module) -> dict:
+    try:  # PixelShuffle-aware rules from the Torch-Pruning integration, when present
+        from ..integrations.torch_pruning import tp_kwargs  # type: ignore[attr-defined]
+    except ImportError:
+        return {}
+    return dict(tp_kwargs(model))
+
+
+def _prune(model: nn.Module, inputs: tuple, ratio: float, ignored: list[nn.Module]) -> nn.Module:
+    import torch_pruning as tp
+
+    work = copy.deepcopy(model)
+    extra = _tp_extra(work)
+    names = {m: n for n, m in model.named_modules()}
+    work_mods = dict(work.named_modules())
+    ign = [work_mods[names[m]] for m in ignored] + list(extra.pop("ignored_layers", []))
+    if not extra:
+        ign += [m for m in _upsampler_convs(work) if m not in ign]
+    with torch.enable_grad():
+        pruner = tp.pruner.MetaPruner(work, inputs, importance=tp.importance.MagnitudeImportance(p=1),
+                                      pruning_ratio=ratio, ignored_layers=ign, **extra)
+        pruner.step()
+    return work
+
+
+def total_macs(model: nn.Module, example_inputs: Any) -> float:
+    """MACs of every Conv/ConvTranspose/Linear/Compactor weight for one forward."""
+    return float(sum(layer_macs(model, example_inputs).values()))
+
+
+def l1_filter_prune(model: nn.Module, example_inputs: Any, target_macs: float, *,
+                    ignored_layers: Iterable[str] | None = None, tol: float = 0.01, iters: int = 20) -> nn.Module:
+    """Physically prune output channels by L1 norm (Torch-Pruning) so total MACs <= ``target_macs``.
+
+    The uniform channel ratio is bisected; the result is the least-pruned model whose weight
+    MACs (same counter as SLS) do not exceed the target. ``ignored_layers`` defaults to the
+    last executed layer (its outputs are the image); without PixelShuffle rules from the
+    Torch-Pruning integration, convs feeding a PixelShuffle are kept too. Returns a new model.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    inputs = as_tuple(example_inputs)
+    dense = total_macs(model, inputs)
+    if not 0 < target_macs < dense:
+        raise ValueError(f"target_macs must be in (0, {dense:.0f}) (the dense MACs), got {target_macs}")
+    order = list(layer_macs(model, inputs))
+    mods = dict(model.named_modules())
+    if ignored_layers is None:
+        ignored = [mods[order[-1]]]
+    else:
+        unknown = [n for n in ignored_layers if n not in mods]
+        if unknown:
+            raise ValueError(f"ignored_layers names unknown layers {unknown}")
+        ignored = [mods[n] for n in ignored_layers]
+    lo, hi, best = 0.0, 0.99, None
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        cand = _prune(model, inputs, mid, ignored)
+        macs = total_macs(cand, inputs)
+        if macs <= target_macs:
+            best, hi = (cand, macs), mid
+            if macs >= target_macs * (1 - tol):
+                break
+        else:
+            lo = mid
+    if best is None:
+        raise ValueError(f"L1 filter pruning cannot reach {target_macs:.0f} MACs (dense {dense:.0f}) "
+                         "with the ignored layers kept whole")
+    log.info("L1 filter pruning: %.0f -> %.0f MACs (target %.0f), ratio %.3f", dense, best[1], target_macs, hi)
+    return best[0]

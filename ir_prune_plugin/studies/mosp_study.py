@@ -1,0 +1,223 @@
+"""MOSP vs uniform width vs memory-blind magnitude pruning at equal peak memory (embedded denoising).
+
+A CPU-sized SID U-Net is pretrained on the embedded sigma=25 denoising task (weights cached by
+config). Each budget (a fraction of the dense peak at 1x3x1080x2048) is met by:
+MOSP with compactors, MOSP without compactors, memory-blind global magnitude pruning (its
+ratio bisected to the budget) and the uniformly narrower U-Net (trained from scratch for the
+dense model's pretraining steps). Every pruned model then gets the same number of finetune
+steps; MOSP's short finetunes between outer steps are taken out of that same budget.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..channels.baselines import estimate_peak, magnitude_prune_to_budget, uniform_width_to_budget
+from ..channels.mosp import MOSPOptions, MOSPPruner
+from ..loops import evaluate, fit
+from ..macs import count_macs, count_params
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MOSPStudyConfig", "QUICK", "FULL", "run_study", "run_mosp_study"]
+
+
+@dataclass(frozen=True)
+class MOSPStudyConfig:
+    """Sizes and step budgets of one study run."""
+
+    width: float = 0.25
+    sigma: float = 25.0
+    patch: int = 64
+    batch_size: int = 8
+    pretrain_steps: int = 1500
+    pretrain_lr: float = 1e-3
+    finetune_steps: int = 300
+    finetune_lr: float = 3e-4
+    loop_finetune_steps: int = 5        # MOSP: steps after each outer step (out of finetune_steps)
+    budgets: tuple[float, ...] = (0.5, 0.25)
+    val_size: int = 192
+    heldout_patches: int = 8            # MOSP's evaluate batch (train photos, separate seed)
+    memory_size: tuple[int, int] = (1080, 2048)
+    measure_size: tuple[int, int] = (96, 160)  # real 'scheduled' measurement (CPU-friendly)
+    outer_stride_mb: float = 2.0
+    min_channels: int = 2
+    sensitivity_points: tuple[int, ...] = (1, 2)
+
+
+FULL = MOSPStudyConfig()
+QUICK = MOSPStudyConfig(width=0.125, patch=32, batch_size=4, pretrain_steps=40, finetune_steps=8,
+                        loop_finetune_steps=0, budgets=(0.5,), val_size=48, heldout_patches=2,
+                        measure_size=(32, 48), outer_stride_mb=16.0, sensitivity_points=(1,))
+
+
+def _pretrained(cfg: MOSPStudyConfig, cache_dir: Path, seed: int, progress: bool) -> nn.Module:
+    from ..demo.pretrain import pretrained
+
+    train = _train_set(cfg, seed, cfg.pretrain_steps)
+    key = {"task": "denoise", "sigma": cfg.sigma, "patch": cfg.patch, "bs": cfg.batch_size,
+           "steps": cfg.pretrain_steps, "lr": cfg.pretrain_lr, "seed": seed}
+
+    def train_fn(model: nn.Module) -> None:
+        torch.manual_seed(seed)
+        fit(model, train, cfg.pretrain_steps, lr=cfg.pretrain_lr, batch_size=cfg.batch_size, seed=seed,
+            progress=progress, desc="pretrain U-Net")
+
+    return pretrained({"type": "sid_unet", "width": cfg.width}, train_fn, cache_dir, key)
+
+
+def _train_set(cfg: MOSPStudyConfig, seed: int, steps: int):
+    from ..data import DenoiseDataset
+    return DenoiseDataset("train", sigma=cfg.sigma, patch=cfg.patch, seed=seed,
+                          length=max(steps, 1) * cfg.batch_size)
+
+
+def _heldout_loss(cfg: MOSPStudyConfig, seed: int):
+    """MOSP's ``evaluate``: L1 on a fixed batch of train-photo patches unseen in training (other seed)."""
+    from ..data import DenoiseDataset
+    data = DenoiseDataset("train", sigma=cfg.sigma, patch=cfg.patch, seed=seed + 7919,
+                          length=cfg.heldout_patches)
+    lq = torch.stack([data[i]["lq"] for i in range(len(data))])
+    gt = torch.stack([data[i]["gt"] for i in range(len(data))])
+
+    def loss(model: nn.Module) -> float:
+        return float(F.l1_loss(model(lq), gt))
+    return loss
+
+
+def _measure(model: nn.Module, size: tuple[int, int]) -> int:
+    from ..memory import measure_peak_memory
+    result = measure_peak_memory(model, torch.rand(1, 3, *size), mode="scheduled")
+    return int(getattr(result, "peak_bytes", result))
+
+
+def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache_dir: str | Path | None = None,
+              progress: bool = True) -> dict[str, Any]:
+    """Run every method under ``cfg``; write ``mosp_study.json`` and a PSNR-vs-peak plot in ``out_dir``."""
+    from ..demo.config import default_cache_dir
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    t0 = time.time()
+    torch.manual_seed(seed)
+    from ..data import DenoiseDataset
+    val = DenoiseDataset("val", sigma=cfg.sigma, val_size=cfg.val_size, seed=seed)
+    dense = _pretrained(cfg, cache, seed, progress)
+    big = (1, 3, *cfg.memory_size)
+    x = torch.rand(2, 3, cfg.patch, cfg.patch)
+    dense_peak = estimate_peak(dense, big)
+    heldout = _heldout_loss(cfg, seed)
+    ft_set = _train_set(cfg, seed + 1, cfg.finetune_steps)
+
+    def finetune(model: nn.Module, steps: int, desc: str) -> nn.Module:
+        if steps > 0:
+            torch.manual_seed(seed)
+            fit(model, ft_set, steps, lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=seed + 1,
+                progress=progress, desc=desc)
+        return model.eval()
+
+    def score(method: str, budget: float | None, model: nn.Module, steps: int, extra: dict | None = None) -> dict:
+        q = evaluate(model, val)
+        small = (1, 3, *cfg.measure_size)
+        row = {"method": method, "budget": budget, "psnr": q["psnr"], "ssim": q["ssim"],
+               "peak_mb_est": estimate_peak(model, big) / 2 ** 20,
+               "peak_mb_est_small": estimate_peak(model, small) / 2 ** 20,
+               "peak_mb_measured_small": _measure(model, cfg.measure_size) / 2 ** 20,
+               "params": count_params(model), "macs_g": count_macs(model, big) / 1e9,
+               "finetune_steps": steps, **(extra or {})}
+        log.info("%s @ %s: %.2f dB, %.1f MiB", method, budget, row["psnr"], row["peak_mb_est"])
+        return row
+
+    rows = [score("dense", None, dense, 0)]
+    for budget in cfg.budgets:
+        budget_bytes = int(budget * dense_peak)
+        for compactors in (True, False):
+            name = "mosp" if compactors else "mosp-no-compactor"
+            used = {"steps": 0}
+
+            def loop_ft(model: nn.Module, _used=used) -> nn.Module:
+                steps = min(cfg.loop_finetune_steps, cfg.finetune_steps - _used["steps"])
+                _used["steps"] += max(steps, 0)
+                return finetune(model, max(steps, 0), "MOSP loop finetune")
+
+            opts = MOSPOptions(memory_input_size=big, outer_stride=int(cfg.outer_stride_mb * 2 ** 20),
+                               compactors=compactors, min_channels=cfg.min_channels,
+                               sensitivity_points=cfg.sensitivity_points, seed=seed)
+            t1 = time.time()
+            pruner = MOSPPruner(dense, x, budget, evaluate=heldout, finetune=loop_ft, options=opts)
+            pruned = pruner.prune()
+            search_s = sum(r.seconds for r in pruner.history.records)
+            prune_s = time.time() - t1
+            final = cfg.finetune_steps - used["steps"]
+            pruned = finetune(pruned, final, f"finetune {name}")
+            rows.append(score(name, budget, pruned, cfg.finetune_steps,
+                              {"search_s": round(search_s, 2), "prune_s": round(prune_s, 2),
+                               "inner_steps": len(pruner.history.records),
+                               "widths": _widths(pruned)}))
+        blind = magnitude_prune_to_budget(dense, x, budget_bytes, big)
+        model = finetune(blind.model, cfg.finetune_steps, "finetune magnitude")
+        rows.append(score("global-magnitude", budget, model, cfg.finetune_steps,
+                          {"ratio": round(blind.knob, 4), "widths": _widths(model)}))
+        uni = uniform_width_to_budget({"type": "sid_unet", "width": cfg.width}, budget_bytes, big)
+        torch.manual_seed(seed)
+        scratch = cfg.pretrain_steps + cfg.finetune_steps
+        fit(uni.model, _train_set(cfg, seed, scratch), scratch, lr=cfg.pretrain_lr, batch_size=cfg.batch_size,
+            seed=seed, progress=progress, desc="train uniform")
+        rows.append(score("uniform-width", budget, uni.model.eval(), scratch,
+                          {"width_factor": round(uni.knob, 4), "widths": _widths(uni.model)}))
+    result = {"config": _cfg_dict(cfg), "seed": seed, "dense_peak_mb": dense_peak / 2 ** 20, "rows": rows,
+              "memory_note": (f"peak_mb_est: liveness estimate at 1x3x{cfg.memory_size[0]}x{cfg.memory_size[1]}; "
+                              f"peak_mb_measured_small: measured ('scheduled') at 1x3x{cfg.measure_size[0]}x"
+                              f"{cfg.measure_size[1]}, next to its estimate peak_mb_est_small"),
+              "seconds": round(time.time() - t0, 1)}
+    (out / "mosp_study.json").write_text(json.dumps(result, indent=2))
+    result["plot"] = str(_plot(rows, out / "mosp_psnr_vs_peak.png"))
+    return result
+
+
+def _widths(model: nn.Module) -> dict[str, int]:
+    return {n: int(m.weight.shape[1 if isinstance(m, nn.ConvTranspose2d) else 0])
+            for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)
+            or type(m).__name__ == "Compactor"}
+
+
+def _cfg_dict(cfg: MOSPStudyConfig) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+
+
+def _plot(rows: list[dict], path: Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, marker in (("dense", "*"), ("mosp", "o"), ("mosp-no-compactor", "s"),
+                           ("global-magnitude", "^"), ("uniform-width", "v")):
+        pts = sorted((r["peak_mb_est"], r["psnr"]) for r in rows if r["method"] == method)
+        if pts:
+            ax.plot(*zip(*pts), marker=marker, label=method)
+    ax.set_xlabel("peak activation memory at 2048x1080 (MiB, estimate)")
+    ax.set_ylabel("PSNR (dB)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def run_mosp_study(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
+                   cache_dir: str | Path | None = None, progress: bool = True, **overrides: Any) -> dict:
+    """MOSP (with/without compactors) vs global magnitude vs uniform width at 50 % / 25 % peak memory."""
+    cfg = replace(QUICK if quick else FULL, **overrides)
+    return run_study(cfg, out_dir, seed=seed, cache_dir=cache_dir, progress=progress)

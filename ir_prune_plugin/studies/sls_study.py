@@ -1,0 +1,162 @@
+"""SLS vs one-shot N:M vs SR-STE vs L1 filter pruning at equal MACs on the embedded x2 SR task.
+
+A small BasicSR EDSR is pretrained (weights cached by config), then every method prunes a copy
+to the same MACs and finetunes it for the same number of steps; PSNR/SSIM (Y, border = scale)
+come from ``basicsr.metrics`` through :func:`ir_prune_plugin.loops.evaluate`.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..archs import build_arch
+from ..loops import evaluate, fit
+from ..sparsity._base import FitOptions
+from ..sparsity.baselines import OneShotNM, SRSTEPruner, n_for_budget
+from ..sparsity.filter_l1 import l1_filter_prune, total_macs
+from ..sparsity.sls import SLSOptions, SLSPruner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Sizes of one study run (``QUICK`` for the demo, ``FULL`` for the benchmark)."""
+
+    num_feat: int = 32
+    num_block: int = 4
+    M: int = 16
+    budget: float = 0.25
+    patch: int = 64
+    batch_size: int = 8
+    pretrain_steps: int = 600
+    pretrain_lr: float = 1e-3
+    finetune_steps: int = 300
+    finetune_lr: float = 2e-4
+    search_steps: int = 150
+    refresh_every: int = 50
+    val_size: int = 128
+    macs_input: int = 64
+
+
+FULL = StudyConfig()
+QUICK = StudyConfig(num_feat=16, num_block=2, M=8, patch=32, batch_size=4, pretrain_steps=80,
+                    finetune_steps=30, search_steps=15, refresh_every=10, val_size=48)
+
+
+def _pretrained(cfg: StudyConfig, cache_dir: Path, seed: int, progress: bool) -> nn.Module:
+    from ..data import SRDataset
+
+    torch.manual_seed(seed)
+    model = build_arch("edsr", num_feat=cfg.num_feat, num_block=cfg.num_block, upscale=2)
+    key = json.dumps({"feat": cfg.num_feat, "block": cfg.num_block, "patch": cfg.patch, "bs": cfg.batch_size,
+                      "steps": cfg.pretrain_steps, "lr": cfg.pretrain_lr, "seed": seed}, sort_keys=True)
+    path = cache_dir / f"edsr_x2_{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
+    if path.exists():
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model
+    data = SRDataset("train", scale=2, patch=cfg.patch, seed=seed)
+    fit(model, data, cfg.pretrain_steps, lr=cfg.pretrain_lr, batch_size=cfg.batch_size, seed=seed,
+        progress=progress, desc="pretrain")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return model
+
+
+def _nonzero_params(model: nn.Module) -> int:
+    return int(sum(int((p != 0).sum()) for p in model.parameters()))
+
+
+def _plan_summary(plan: dict[str, tuple[int, int]]) -> str:
+    ns = [n for n, _ in plan.values()]
+    return f"N:{next(iter(plan.values()))[1]} per layer " + ",".join(map(str, ns)) if ns else "dense"
+
+
+def run_study(cfg: StudyConfig, out_dir: str | Path, *, seed: int = 0, cache_dir: str | Path | None = None,
+              eval_sets: dict[str, Any] | None = None, progress: bool = False) -> dict:
+    """Run every method under ``cfg``; write ``sls_study.json`` and a PSNR-vs-MACs plot in ``out_dir``."""
+    from ..data import SRDataset
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path(cache_dir) if cache_dir is not None else out / "cache"
+    t0 = time.time()
+    dense = _pretrained(cfg, cache, seed, progress)
+    train = SRDataset("train", scale=2, patch=cfg.patch, seed=seed + 1)
+    sets = eval_sets or {"val": SRDataset("val", scale=2, val_size=cfg.val_size)}
+    x = torch.zeros(1, 3, cfg.macs_input, cfg.macs_input)
+    dense_macs = total_macs(dense, x)
+    fopts = FitOptions(lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=seed, progress=progress)
+
+    def score(name: str, model: nn.Module, macs: float, plan: str) -> dict:
+        row: dict[str, Any] = {"method": name, "macs": macs, "macs_ratio": macs / dense_macs,
+                               "params": _nonzero_params(model), "plan": plan}
+        for set_name, ds in sets.items():
+            r = evaluate(model, ds, crop_border=2, y_channel=True)
+            row[f"psnr_{set_name}" if len(sets) > 1 else "psnr"] = r["psnr"]
+            row[f"ssim_{set_name}" if len(sets) > 1 else "ssim"] = r["ssim"]
+        log.info("%s: %s", name, row)
+        return row
+
+    rows = [score("dense", dense, dense_macs, "dense")]
+    sls_opts = SLSOptions(search_steps=cfg.search_steps, refresh_every=cfg.refresh_every)
+    torch.manual_seed(seed)
+    sls = SLSPruner(dense, x, cfg.budget, M=cfg.M, options=sls_opts)
+    sls.fit(train, cfg.finetune_steps, fopts)
+    sls_model = sls.finalize()
+    sls_macs = sls.macs()["model_kept"]
+    rows.append(score("sls", sls_model, sls_macs, _plan_summary(sls.plan)) | {"projected": sls.projected})
+    n_uniform = n_for_budget(cfg.budget, cfg.M)
+    for name, cls in (("one-shot", OneShotNM), ("sr-ste", SRSTEPruner)):
+        torch.manual_seed(seed)
+        p = cls(dense, x, n_uniform, cfg.M)
+        p.fit(train, cfg.finetune_steps, fopts)
+        m = p.finalize()
+        rows.append(score(name, m, p.macs()["model_kept"], _plan_summary(p.plan)))
+    torch.manual_seed(seed)
+    filt = l1_filter_prune(dense, x, sls_macs)
+    fit(filt, train, cfg.finetune_steps, lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=seed,
+        progress=progress, desc="l1-filter")
+    rows.append(score("l1-filter", filt, total_macs(filt, x), "channels " + ",".join(
+        str(m.out_channels) for m in filt.modules() if isinstance(m, nn.Conv2d))))
+    result = {"config": asdict(cfg), "seed": seed, "macs_input": [1, 3, cfg.macs_input, cfg.macs_input],
+              "rows": rows, "seconds": time.time() - t0}
+    (out / "sls_study.json").write_text(json.dumps(result, indent=2))
+    result["plot"] = str(_plot(rows, out / "sls_psnr_vs_macs.png"))
+    return result
+
+
+def _plot(rows: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    key = "psnr" if "psnr" in rows[0] else next(k for k in rows[0] if k.startswith("psnr"))
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for r in rows:
+        ax.scatter(r["macs"] / 1e6, r[key], label=r["method"])
+        ax.annotate(r["method"], (r["macs"] / 1e6, r[key]), fontsize=8)
+    ax.set_xlabel("MACs (M) per 64x64 LR input")
+    ax.set_ylabel(f"{key} (dB, Y)")
+    ax.set_title("x2 SR, EDSR: pruning at equal MACs")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def run_sls_study(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
+                  cache_dir: str | Path | None = None) -> dict:
+    """SLS at 25 % MACs vs one-shot N:M, SR-STE and L1 filter pruning; rows + plot (used by ``irprune demo``)."""
+    return run_study(QUICK if quick else FULL, out_dir, seed=seed, cache_dir=cache_dir)
