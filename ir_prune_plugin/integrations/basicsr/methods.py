@@ -52,7 +52,7 @@ def sls_options(cfg: "PruningConfig") -> tuple[int, Any]:
 
 def mosp_options(cfg: "PruningConfig") -> Any:
     """``MOSPOptions`` from the block."""
-    from ...channels import MOSPOptions
+    from ...channels.mosp import MOSPOptions
     conv = {k: _tuple for k in ("memory_input_size", "ignored_layers", "sensitivity_points")}
     return _build(MOSPOptions, dict(cfg.options), conv)
 

@@ -32,7 +32,7 @@ from . import dist_sync  # noqa: E402
 from .archs import arch_name, build_network_g  # noqa: E402
 from .options import PruningConfig, parse_pruning_block, pruning_config  # noqa: E402
 from .sls_stage import SLSStage, attach_fixed_masks, dense_copy, refresh_masks, squashed_copy  # noqa: E402
-from .stats import network_stats  # noqa: E402
+from .stats import network_stats, nm_plan as stats_plan  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,7 @@ class IRPruneModel(SRModel):
         if getattr(self, "ema_decay", 0) > 0:
             self.net_g_ema = self._new_ema(load=False)
         self._refresh_stats()
+        self._write_structure(reason)
         get_root_logger().info(f"[irprune] {reason}: phase={self.phase} " +
                                " ".join(f"{k}={v:.4g}" for k, v in self.stats.items()))
 
@@ -189,21 +190,31 @@ class IRPruneModel(SRModel):
         lr = float(self._train_opt["optim_g"]["lr"])
         loss_fn = self.cri_pix if self.cri_pix is not None else (lambda o, g: self.cri_perceptual(o, g)[0])
 
-        def run() -> tuple[nn.Module, list]:
+        history_file = os.path.join(self.opt["path"]["experiments_root"], "mosp_history.json")
+
+        def run() -> tuple[nn.Module, dict]:
             batches = train_batches(self.opt["datasets"]["train"], self.opt.get("manual_seed", 0))
-            return run_mosp(bare, self.cfg, self._example(), batches, loss_fn, lr, self.device)
+            return run_mosp(bare, self.cfg, self._example(), batches, loss_fn, lr, self.device, history_file)
 
-        pruned, history = prune_once(bare, run)
+        pruned, summary = prune_once(bare, run)
         self.phase = "finetune"
-        self._write_history(history)
-        self._restructure(pruned, f"MOSP pruned at iter {current_iter}")
+        self.stats["budget_mb"] = summary["budget_bytes"] / 2 ** 20
+        self.stats["dense_peak_mb"] = summary["original_peak_bytes"] / 2 ** 20
+        self._restructure(pruned, f"MOSP pruned at iter {current_iter} ({summary['inner_steps']} LP steps; "
+                                  f"history in {history_file})")
 
-    def _write_history(self, history: list) -> None:
-        if dist_sync.rank() != 0:
+    def _write_structure(self, reason: str) -> None:
+        """Every rank records its architecture (``structure_rank<r>.json``) to make divergence visible."""
+        root = self.opt["path"].get("experiments_root")
+        if not root or not os.path.isdir(root):
             return
-        path = os.path.join(self.opt["path"]["experiments_root"], "mosp_history.json")
-        with open(path, "w") as f:
-            json.dump(history, f, indent=1, default=lambda o: getattr(o, "__dict__", str(o)))
+        bare = self.get_bare_model(self.net_g)
+        plan = stats_plan(bare)
+        record = {"reason": reason, "phase": self.phase,
+                  "shapes": {k: list(v.shape) for k, v in bare.state_dict().items()},
+                  "nm_plan": {k: list(v) for k, v in plan.items()}}
+        with open(os.path.join(root, f"structure_rank{dist_sync.rank()}.json"), "w") as f:
+            json.dump(record, f, indent=1, sort_keys=True)
 
     def _refresh_stats(self) -> None:
         if self.cfg is None:

@@ -31,9 +31,14 @@ def train_batches(dataset_opt: dict[str, Any], seed: int) -> Iterator[dict]:
 
 def run_mosp(net: nn.Module, cfg: PruningConfig, example: torch.Tensor, batches: Iterator[dict],
              loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], lr: float,
-             device: torch.device) -> tuple[nn.Module, list]:
-    """MOSP on ``net`` (a copy is pruned) with BasicSR's pixel loss; returns (pruned net, history)."""
-    from ...channels import MOSPPruner
+             device: torch.device, history_file: str | None = None) -> tuple[nn.Module, dict]:
+    """MOSP on ``net`` (a copy is pruned) with BasicSR's pixel loss; returns (pruned net, summary).
+
+    ``evaluate`` is the pixel loss on ``cfg.eval_batches`` fixed training batches; ``finetune``
+    trains ``cfg.finetune_iters`` Adam steps after each outer step. The step-by-step history is
+    written to ``history_file`` (JSON) as it goes.
+    """
+    from ...channels.mosp import MOSPPruner
 
     held_out = [next(batches) for _ in range(cfg.eval_batches)]
 
@@ -58,18 +63,21 @@ def run_mosp(net: nn.Module, cfg: PruningConfig, example: torch.Tensor, batches:
 
     pruner = MOSPPruner(net, example, cfg.budget, evaluate=evaluate, finetune=finetune,
                         options=mosp_options(cfg))
-    pruned = pruner.prune()
-    return pruned, list(getattr(pruner, "history", []))
+    pruned = pruner.prune(history_file=history_file)
+    hist = pruner.history
+    summary = {"original_peak_bytes": int(hist.original_peak_bytes), "budget_bytes": int(hist.budget_bytes),
+               "final_peak_bytes": int(hist.final_peak_bytes or 0), "inner_steps": len(hist.records)}
+    return pruned, summary
 
 
-def prune_once(net: nn.Module, run: Callable[[], tuple[nn.Module, list]]) -> tuple[nn.Module, list]:
+def prune_once(net: nn.Module, run: Callable[[], tuple[nn.Module, dict]]) -> tuple[nn.Module, dict]:
     """Run ``run`` on rank 0 only and hand its pruned network to every rank (identical copies)."""
     if not dist_sync.is_dist():
         return run()
     result = None
     if dist_sync.rank() == 0:
-        pruned, history = run()
-        result = (pruned.cpu(), history)
-    pruned, history = dist_sync.broadcast_object(result)
+        pruned, summary = run()
+        result = (pruned.cpu(), summary)
+    pruned, summary = dist_sync.broadcast_object(result)
     target = next(net.parameters()).device
-    return pruned.to(target), history
+    return pruned.to(target), summary

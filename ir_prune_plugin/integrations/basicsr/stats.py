@@ -9,7 +9,8 @@ from torch import nn
 from .options import PruningConfig
 
 
-def _plan(net: nn.Module) -> dict[str, tuple[int, int]]:
+def nm_plan(net: nn.Module) -> dict[str, tuple[int, int]]:
+    """``{layer: (N, M)}`` of the N:M masks currently on ``net`` (empty when there are none)."""
     from ...sparsity import masks as mk
     plan = {}
     for name, m in net.named_modules():
@@ -22,7 +23,7 @@ def _plan(net: nn.Module) -> dict[str, tuple[int, int]]:
 def nm_macs_ratio(net: nn.Module, example: torch.Tensor) -> float | None:
     """Kept / dense MACs of the N:M layers of ``net`` (None when it has no N:M mask)."""
     from ...sparsity import kept_macs, layer_macs
-    plan = _plan(net)
+    plan = nm_plan(net)
     if not plan:
         return None
     dense = layer_macs(net, example, names=list(plan))
@@ -37,13 +38,11 @@ def peak_memory_mb(net: nn.Module, size: tuple[int, ...]) -> float:
 
 def network_stats(net: nn.Module, cfg: PruningConfig, example: torch.Tensor, sls: Any,
                   phase: str) -> dict[str, float]:
-    """params (M), MACs (G, at ``pruning.input_size``) and the method's budget quantity."""
-    import torch_pruning as tp
-    was = net.training
-    with torch.enable_grad():
-        macs, params = tp.utils.count_ops_and_params(net, example)
-    net.train(was)
-    out = {"params_m": params / 1e6, "macs_g": macs / 1e9}
+    """params (M), dense MACs of the weight layers (G, at ``pruning.input_size``), and the budget
+    quantity: estimated peak memory (MiB) for MOSP, kept/dense MACs of the N:M layers for SLS."""
+    from ...sparsity import layer_macs
+    params = sum(p.numel() for n, p in net.named_parameters() if not n.endswith(".scores"))
+    out = {"params_m": params / 1e6, "macs_g": sum(layer_macs(net, example).values()) / 1e9}
     if cfg.method == "mosp":
         from .methods import mosp_options
         out["peak_mb"] = peak_memory_mb(net, tuple(mosp_options(cfg).memory_input_size))
