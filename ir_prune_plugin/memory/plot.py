@@ -28,7 +28,7 @@ def plot_timeline(profile: "MemoryProfile", path: str | Path, *, title: str | No
         p = profile.peak_step
         s = profile.steps[p]
         ax.plot([p], [mb[p]], "o", color="tab:red",
-                label=f"peak {fmt_mb(profile.peak_bytes)} at step {p} ({s.op} in '{s.module}')")
+                label=f"peak {fmt_mb(profile.peak_bytes)} at step {p} ({s.op} in '{s.module or '<root>'}')")
         ax.axvline(p, color="tab:red", ls="--", lw=0.8)
         ax.set_xlabel("execution step (exported graph order)")
         ax.set_ylabel("live activation memory (MB)")

@@ -123,12 +123,12 @@ class MemoryProfile:
         """A human-readable report: peak, tensors at the peak, top groups (sizes in MB)."""
         s = self.steps[self.peak_step]
         lines = [f"peak activation memory: {fmt_mb(self.peak_bytes)} ({self.peak_bytes} bytes) "
-                 f"at step {self.peak_step}/{len(self.steps)} ({s.op} in '{s.module}')",
+                 f"at step {self.peak_step}/{len(self.steps)} ({s.op} in '{s.module or '<root>'}')",
                  "live at the peak:"]
         for t in self.live_at_peak:
             lines.append(f"  {fmt_mb(t.bytes):>12}  {t.kind:<10} {t.name:<24} "
                          f"{str(list(t.shape)):<22} {str(t.dtype).replace('torch.', '')}  "
-                         f"'{t.module}'")
+                         f"'{t.module or '<root>'}'")
         lines.append(f"top {top} pruning groups (of {len(self.groups)}):")
         for g in self.top_groups(top):
             lines.append(f"  step {g.step:>4}: {fmt_mb(g.bytes):>12} (fixed {fmt_mb(g.fixed_bytes)})")
