@@ -1,9 +1,19 @@
 """The MOSP compactor: a 1x1 convolution on a skip connection, identity at insertion."""
 from __future__ import annotations
 
+import copy
+import logging
+import operator
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Mapping, Sequence
+
 import torch
+import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+log = logging.getLogger(__name__)
 
 
 class Compactor(nn.Module):
@@ -32,3 +42,175 @@ class Compactor(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.in_channels} -> {self.out_channels}"
+
+
+# --------------------------------------------------------------------------- insertion
+# Decision: compactors are inserted by rewriting a torch.fx GraphModule, not module internals.
+# A skip is a *tensor* consumed twice (main branch + a later concat/add); only a graph rewrite
+# can give the concat a different tensor than the main branch without editing forward code.
+# The GraphModule keeps every submodule under its original name (state_dict keys unchanged,
+# plus ``compactors.<site>.weight``), prints readably and is traceable by Torch-Pruning and
+# torch.export. torch.fx cannot trace BasicSR's EDSR/RCAN (``self.mean = ...`` in forward) or
+# RRDBNet; those raise a clear error (their skips are short residual adds anyway).
+
+SITES_ATTR = "irprune_compactors"
+_CONCAT_TARGETS = {torch.cat, torch.concat, torch.concatenate}
+_ADD_TARGETS = {operator.add, operator.iadd, torch.add}
+_ADD_METHODS = {"add", "add_"}
+
+
+@dataclass(frozen=True)
+class SkipSite:
+    """A skip connection in a traced graph: ``source`` (fx node name) feeds ``target`` (a
+    concat or add), ``distance`` nodes later in execution order; ``channels`` of the tensor."""
+
+    source: str
+    target: str
+    kind: str
+    distance: int
+    channels: int
+
+    @property
+    def key(self) -> str:
+        """Identifier accepted by ``insert_compactors(which=[...])``."""
+        return f"{self.source}->{self.target}"
+
+
+class CompactorGraphModule(fx.GraphModule):
+    """A GraphModule that keeps the ``irprune_*`` attributes (arch spec, compactor sites, N:M
+    plan) through ``copy.deepcopy`` (plain GraphModules drop custom attributes there)."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "CompactorGraphModule":
+        res = super().__deepcopy__(memo)
+        for k, v in self.__dict__.items():
+            if k.startswith("irprune_"):
+                setattr(res, k, copy.deepcopy(v, memo))
+        return res
+
+
+def _trace(model: nn.Module, leaf_functions: Sequence[Callable[..., Any]] = ()) -> fx.Graph:
+    from ..archs._common import pad_to_multiple  # shape-dependent padding: keep it opaque
+    tracer = fx.Tracer(autowrap_functions=(pad_to_multiple, *leaf_functions))
+    try:
+        return tracer.trace(model)
+    except Exception as exc:
+        raise ValueError(
+            f"insert_compactors needs a torch.fx-traceable model; tracing {type(model).__name__} failed "
+            f"({type(exc).__name__}: {exc}). BasicSR's EDSR/RCAN (their forward assigns self.mean) and "
+            "RRDBNet are not traceable; pass shape-dependent helper functions as leaf_functions=...") from exc
+
+
+def _merge_kind(node: fx.Node) -> str | None:
+    if node.op == "call_function" and node.target in _CONCAT_TARGETS:
+        return "concat"
+    if (node.op == "call_function" and node.target in _ADD_TARGETS) or (
+            node.op == "call_method" and node.target in _ADD_METHODS):
+        return "add"
+    return None
+
+
+def _find_sites(graph: fx.Graph) -> list[SkipSite]:
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    sites = []
+    for n in graph.nodes:
+        if n.op in ("placeholder", "get_attr", "output") or len(n.users) < 2:
+            continue
+        meta = n.meta.get("tensor_meta")
+        if meta is None or not hasattr(meta, "shape") or len(meta.shape) != 4:
+            continue
+        for u in n.users:
+            kind = _merge_kind(u)
+            if kind is not None:
+                sites.append(SkipSite(n.name, u.name, kind, order[u] - order[n], int(meta.shape[1])))
+    return sites
+
+
+def _select(sites: list[SkipSite], which: Any, min_distance: int) -> list[SkipSite]:
+    if which == "long":
+        return [s for s in sites if s.distance >= min_distance]
+    if which == "all":
+        return list(sites)
+    if callable(which):
+        return [s for s in sites if which(s)]
+    if isinstance(which, (list, tuple)) and all(isinstance(w, str) for w in which):
+        known = {s.key for s in sites} | {s.source for s in sites}
+        missing = [w for w in which if w not in known]
+        if missing:
+            raise ValueError(f"which names unknown skip sites {missing}; sites of this model: "
+                             f"{[s.key for s in sites]}")
+        return [s for s in sites if s.key in which or s.source in which]
+    raise ValueError(f"which must be 'long', 'all', a callable(SkipSite) -> bool or a list of site "
+                     f"keys ('source->target'), got {which!r}")
+
+
+def _rewrite(model: nn.Module, graph: fx.Graph, sites: Sequence[SkipSite]) -> CompactorGraphModule:
+    """Insert one Compactor per site right after its source; only ``target`` sees its output."""
+    nodes = {n.name: n for n in graph.nodes}
+    sources = [s.source for s in sites]
+    compactors = nn.Module()
+    for s in sites:
+        if s.source not in nodes or s.target not in nodes:
+            raise ValueError(f"skip site {s.key} does not exist in the traced graph of "
+                             f"{type(model).__name__}")
+        name = s.source if sources.count(s.source) == 1 else f"{s.source}_{s.target}"
+        compactors.add_module(name, Compactor(s.channels))
+        src, dst = nodes[s.source], nodes[s.target]
+        with graph.inserting_after(src):
+            comp = graph.call_module(f"compactors.{name}", (src,))
+        dst.replace_input_with(src, comp)
+    model.add_module("compactors", compactors)  # model is our private copy
+    graph.lint()
+    gm = CompactorGraphModule(model, graph, class_name=f"{type(model).__name__}WithCompactors")
+    for k, v in vars(model).items():
+        if k.startswith("irprune_"):
+            setattr(gm, k, copy.deepcopy(v))
+    setattr(gm, SITES_ATTR, [asdict(s) for s in sites])
+    return gm
+
+
+def find_skip_connections(model: nn.Module, example_inputs: Any, *,
+                          leaf_functions: Sequence[Callable[..., Any]] = ()) -> list[SkipSite]:
+    """All skip connections of a traceable model: tensors also consumed by a later concat/add."""
+    inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+    work = copy.deepcopy(model).eval()
+    graph = _trace(work, leaf_functions)
+    with torch.no_grad():
+        ShapeProp(fx.GraphModule(work, graph)).propagate(*inputs)
+    return _find_sites(graph)
+
+
+def insert_compactors(model: nn.Module, example_inputs: Any, *, which: Any = "long",
+                      min_distance: int = 6,
+                      leaf_functions: Sequence[Callable[..., Any]] = ()) -> nn.Module:
+    """Return a copy of ``model`` with an identity Compactor on each selected skip connection.
+
+    ``which``: ``'long'`` (skips spanning at least ``min_distance`` graph nodes: the U-Nets'
+    concat skips), ``'all'``, a ``callable(SkipSite) -> bool`` or a list of site keys (see
+    :func:`find_skip_connections`). The main branch keeps the original tensor; the result is a
+    ``CompactorGraphModule`` whose ``irprune_compactors`` records the sites for replay.
+    """
+    if isinstance(min_distance, bool) or not isinstance(min_distance, int) or min_distance < 1:
+        raise ValueError(f"min_distance must be a positive int, got {min_distance!r}")
+    if getattr(model, SITES_ATTR, None):
+        raise ValueError("model already has compactors (attribute irprune_compactors); insert them once")
+    sites = _select(find_skip_connections(model, example_inputs, leaf_functions=leaf_functions),
+                    which, min_distance)
+    if not sites:
+        log.warning("insert_compactors: no skip connection selected (which=%r, min_distance=%d) in %s",
+                    which, min_distance, type(model).__name__)
+    work = copy.deepcopy(model)
+    return _rewrite(work, _trace(work, leaf_functions), sites)
+
+
+def replay_compactors(model: nn.Module, sites: Sequence[Mapping[str, Any]], *,
+                      leaf_functions: Sequence[Callable[..., Any]] = ()) -> nn.Module:
+    """Re-insert compactors recorded in ``irprune_compactors`` on a fresh build of the same arch."""
+    if not sites:
+        return model
+    try:
+        parsed = [SkipSite(**{k: s[k] for k in ("source", "target", "kind", "distance", "channels")})
+                  for s in sites]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"malformed compactor sites {list(sites)!r}: {exc}") from exc
+    work = copy.deepcopy(model)
+    return _rewrite(work, _trace(work, leaf_functions), parsed)
