@@ -1,0 +1,157 @@
+"""Save and load pruned models: architecture spec + compactor sites + shapes + weights + N:M plan.
+
+The file holds only plain containers and tensors, so ``torch.load(path, weights_only=True)``
+reads it (no pickled modules). Loading rebuilds the arch with ``build_arch``, replays the
+compactor insertion, resizes every layer to the saved shapes and loads the weights strictly.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .archs import arch_spec, build_arch
+from .channels.compactor import SITES_ATTR, Compactor, replay_compactors
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "load_pruned", "save_pruned"]
+
+log = logging.getLogger(__name__)
+
+FORMAT = "ir-prune-plugin/pruned-model"
+FORMAT_VERSION = 1
+NM_PLAN_ATTR = "irprune_nm_plan"
+
+
+def _check_path(path: Any) -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    return os.fspath(path)
+
+
+def _check_spec(spec: Any) -> dict[str, Any]:
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("type"), str):
+        raise ValueError(f"arch spec must be a dict with a 'type' name (see build_arch), got {spec!r}")
+    return dict(spec)
+
+
+def _nm_plan(model: nn.Module) -> dict[str, tuple[int, int]]:
+    plan = getattr(model, NM_PLAN_ATTR, None) or {}
+    if not isinstance(plan, Mapping):
+        raise TypeError(f"{NM_PLAN_ATTR} must be a dict {{layer: (N, M)}}, got {type(plan).__name__}")
+    out = {}
+    for layer, nm in plan.items():
+        if not (isinstance(layer, str) and isinstance(nm, (tuple, list)) and len(nm) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in nm)):
+            raise ValueError(f"{NM_PLAN_ATTR} entry {layer!r}: {nm!r} is not 'name': (N, M) with int N, M")
+        out[layer] = (int(nm[0]), int(nm[1]))
+    return out
+
+
+def save_pruned(model: nn.Module, path: str | os.PathLike, *, arch: Mapping[str, Any] | None = None) -> None:
+    """Write a pruned model (widths, compactors, N:M plan, weights) to ``path``.
+
+    ``arch`` (``{'type': name, **kwargs}`` for ``build_arch``) is needed only when the model was
+    not built by ``build_arch`` (which records it as ``model.irprune_arch``).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    path = _check_path(path)
+    spec = arch if arch is not None else arch_spec(model)
+    if spec is None:
+        raise ValueError(f"{type(model).__name__} carries no architecture spec: build it with "
+                         "ir_prune_plugin.archs.build_arch(name, **kwargs) or pass "
+                         "save_pruned(model, path, arch={'type': name, **kwargs})")
+    spec = _check_spec(spec)
+    if any(parametrize.is_parametrized(m) for m in model.modules()):
+        raise ValueError("model still has parametrizations (e.g. N:M masks); finalize them first "
+                         "(SLSPruner.finalize() or torch.nn.utils.parametrize.remove_parametrizations)")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ValueError(f"cannot save to {path!r}: directory {parent!r} does not exist")
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "arch": spec,
+        "compactors": [dict(s) for s in getattr(model, SITES_ATTR, None) or []],
+        "shapes": {k: list(v.shape) for k, v in state.items()},
+        "nm_plan": _nm_plan(model),
+        "state_dict": state,
+    }
+    torch.save(payload, path)
+    log.info("saved pruned %s (%d tensors) to %s", spec["type"], len(state), path)
+
+
+def _resize_tensor(module: nn.Module, name: str, shape: list[int]) -> None:
+    old = getattr(module, name)
+    if old is None or list(old.shape) == list(shape):
+        return
+    new = torch.empty(shape, dtype=old.dtype, device=old.device)
+    if isinstance(old, nn.Parameter):
+        setattr(module, name, nn.Parameter(new, requires_grad=old.requires_grad))
+    else:
+        module._buffers[name] = new
+
+
+def _fix_attributes(module: nn.Module) -> None:
+    """Make a layer's size attributes agree with its (resized) tensors."""
+    if isinstance(module, nn.modules.conv._ConvNd):
+        w = module.weight
+        a, b = w.shape[0], w.shape[1] * module.groups
+        module.in_channels, module.out_channels = (a, b) if module.transposed else (b, a)
+    elif isinstance(module, nn.Linear):
+        module.out_features, module.in_features = module.weight.shape
+    elif isinstance(module, nn.modules.batchnorm._NormBase):
+        ref = module.running_mean if module.running_mean is not None else module.weight
+        if ref is not None:
+            module.num_features = ref.shape[0]
+    elif isinstance(module, nn.GroupNorm) and module.weight is not None:
+        module.num_channels = module.weight.shape[0]
+    elif isinstance(module, nn.LayerNorm) and module.weight is not None:
+        module.normalized_shape = tuple(module.weight.shape)
+    elif isinstance(module, nn.PReLU):
+        module.num_parameters = module.weight.shape[0]
+
+
+def _resize_to(model: nn.Module, shapes: Mapping[str, list[int]]) -> None:
+    for mname, module in model.named_modules():
+        prefix = f"{mname}." if mname else ""
+        changed = False
+        for tname, t in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False)):
+            key = prefix + tname
+            if t is not None and key in shapes and list(t.shape) != list(shapes[key]):
+                _resize_tensor(module, tname, shapes[key])
+                changed = True
+        if changed:
+            _fix_attributes(module)
+            if not isinstance(module, (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._NormBase,
+                                       nn.GroupNorm, nn.LayerNorm, nn.PReLU, Compactor)):
+                log.warning("resized tensors of %s (%s) without knowing its size attributes",
+                            mname or "<root>", type(module).__name__)
+
+
+def load_pruned(path: str | os.PathLike) -> nn.Module:
+    """Rebuild a model written by :func:`save_pruned` (arch, compactors, widths, weights, N:M plan)
+    on the CPU; move it with ``.to(device)``."""
+    path = _check_path(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"no such file: {path!r}")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path!r} is not a file written by save_pruned (format {FORMAT!r})")
+    if payload.get("version") != FORMAT_VERSION:
+        raise ValueError(f"{path!r} has format version {payload.get('version')!r}; this "
+                         f"ir-prune-plugin reads version {FORMAT_VERSION}")
+    spec = _check_spec(payload["arch"])
+    kwargs = {k: v for k, v in spec.items() if k != "type"}
+    model = build_arch(spec["type"], **kwargs)
+    model = replay_compactors(model, payload["compactors"])
+    _resize_to(model, payload["shapes"])
+    model.load_state_dict(payload["state_dict"], strict=True)
+    if payload["nm_plan"]:
+        setattr(model, NM_PLAN_ATTR, {k: tuple(v) for k, v in payload["nm_plan"].items()})
+    return model
