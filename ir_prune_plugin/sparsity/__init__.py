@@ -5,10 +5,16 @@ from ._base import PLAN_ATTR, FitOptions, NMPrunerBase
 from .macs import kept_macs, layer_macs
 from .masks import FixedNMMask, ScoredNMMask, STENMMask, ordered_gate
 from .nm import LayerNM, NMReport, check_nm, eligible_layers, group_ranks, nm_mask, to_groups
+from .adaptive import AdaptiveRestorer, TileOptions, compare_adaptive, laplacian_difficulty, macs_per_pixel
+from .baselines import NMOptions, OneShotNM, SRSTEPruner, n_for_budget
+from .filter_l1 import l1_filter_prune, total_macs
 from .schedule import AnnealingSchedule
+from .semi_structured import SemiStructuredConv2d, semi_structured_plan, to_semi_structured, why_not_semi_structured
 from .sls import SLSOptions, SLSPruner
 
-__all__ = ["PLAN_ATTR", "AnnealingSchedule", "FitOptions", "FixedNMMask", "LayerNM", "NMPrunerBase",
-           "NMReport", "SLSOptions", "SLSPruner", "STENMMask", "ScoredNMMask", "check_nm",
-           "eligible_layers", "group_ranks", "kept_macs", "layer_macs", "nm_mask", "ordered_gate",
-           "to_groups"]
+__all__ = ["PLAN_ATTR", "AdaptiveRestorer", "AnnealingSchedule", "FitOptions", "FixedNMMask", "LayerNM",
+           "NMOptions", "NMPrunerBase", "NMReport", "OneShotNM", "SLSOptions", "SLSPruner", "SRSTEPruner",
+           "STENMMask", "ScoredNMMask", "SemiStructuredConv2d", "TileOptions", "check_nm", "compare_adaptive",
+           "eligible_layers", "group_ranks", "kept_macs", "l1_filter_prune", "laplacian_difficulty",
+           "layer_macs", "macs_per_pixel", "n_for_budget", "nm_mask", "ordered_gate", "semi_structured_plan",
+           "to_groups", "to_semi_structured", "total_macs", "why_not_semi_structured"]

@@ -1,0 +1,173 @@
+"""Adaptive per-patch inference over several restorers of different cost (the SLS paper's idea).
+
+The input is cut into overlapping tiles; each tile gets a cheap difficulty score (mean squared
+Laplacian of its luminance); a multiple-choice knapsack (``scipy.optimize.milp``, HiGHS) picks
+one model per tile maximising ``sum difficulty * quality[model]`` under a total MACs budget;
+outputs are blended with a separable Hann window so seams do not show.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._base import PLAN_ATTR
+from .macs import layer_macs
+
+log = logging.getLogger(__name__)
+
+
+def macs_per_pixel(model: nn.Module, size: int = 32, in_ch: int = 3) -> float:
+    """Weight MACs per input pixel (N:M layers counted at N/M, from ``irprune_nm_plan``)."""
+    plan = getattr(model, PLAN_ATTR, {})
+    macs = layer_macs(model, torch.zeros(1, in_ch, size, size, device=next(model.parameters()).device))
+    return sum(v * (plan[n][0] / plan[n][1] if n in plan else 1.0) for n, v in macs.items()) / size ** 2
+
+
+def laplacian_difficulty(patch: torch.Tensor) -> float:
+    """Mean squared Laplacian of the patch's luminance: high on texture/edges, ~0 on flat areas."""
+    y = patch.mean(dim=-3, keepdim=True) if patch.shape[-3] > 1 else patch
+    k = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=y.dtype, device=y.device)
+    lap = F.conv2d(y.reshape(-1, 1, *y.shape[-2:]), k.view(1, 1, 3, 3))
+    return float(lap.pow(2).mean())
+
+
+def _starts(length: int, tile: int, stride: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    s = list(range(0, length - tile, stride))
+    return s + [length - tile]
+
+
+def _window(n: int, device: torch.device) -> torch.Tensor:
+    w = torch.hann_window(n + 2, periodic=False, device=device)[1:-1]
+    return w.clamp_min(1e-3)
+
+
+@dataclass(frozen=True)
+class TileOptions:
+    """Tiling: LR tile side and overlap (pixels)."""
+
+    tile: int = 48
+    overlap: int = 8
+
+    def __post_init__(self) -> None:
+        if self.tile <= 0 or not 0 <= self.overlap < self.tile:
+            raise ValueError(f"need tile > 0 and 0 <= overlap < tile, got tile={self.tile}, overlap={self.overlap}")
+
+
+class AdaptiveRestorer(nn.Module):
+    """Restore an image tile by tile, choosing per tile among ``models`` under a MACs budget.
+
+    ``macs_per_pixel[k]`` is model k's cost per input pixel (see :func:`macs_per_pixel`);
+    ``quality[k]`` its value (e.g. validation PSNR; default: cost rank scaled to [0, 1]).
+    """
+
+    def __init__(self, models: Sequence[nn.Module], macs_per_pixel: Sequence[float], *, scale: int = 1,
+                 quality: Sequence[float] | None = None, tiles: TileOptions = TileOptions(),
+                 difficulty: Callable[[torch.Tensor], float] = laplacian_difficulty) -> None:
+        super().__init__()
+        if not models or len(models) != len(macs_per_pixel):
+            raise ValueError(f"need one macs_per_pixel per model, got {len(models)} models and "
+                             f"{len(macs_per_pixel)} costs")
+        if any(not c > 0 for c in macs_per_pixel):
+            raise ValueError(f"macs_per_pixel must all be > 0, got {list(macs_per_pixel)}")
+        if quality is not None and len(quality) != len(models):
+            raise ValueError(f"need one quality per model, got {len(quality)} for {len(models)} models")
+        order = np.argsort(macs_per_pixel, kind="stable")
+        default_q = np.empty(len(models))
+        default_q[order] = np.linspace(0, 1, len(models)) if len(models) > 1 else [1.0]
+        self.models = nn.ModuleList(models)
+        self.costs = [float(c) for c in macs_per_pixel]
+        self.quality = [float(q) for q in (quality if quality is not None else default_q)]
+        self.scale, self.tiles, self.difficulty = int(scale), tiles, difficulty
+        self.last_choice: list[int] = []
+        self.last_macs = 0.0
+
+    def _boxes(self, h: int, w: int) -> list[tuple[int, int, int, int]]:
+        t, stride = self.tiles.tile, self.tiles.tile - self.tiles.overlap
+        return [(y, x, min(t, h), min(t, w)) for y in _starts(h, t, stride) for x in _starts(w, t, stride)]
+
+    def allocate(self, difficulties: Sequence[float], areas: Sequence[int], macs_budget: float) -> list[int]:
+        """Model index per tile: max sum d_i * quality_k s.t. sum cost_k * area_i <= budget (MILP)."""
+        from scipy.optimize import Bounds, LinearConstraint, milp
+
+        n, k = len(difficulties), len(self.models)
+        d, a = np.asarray(difficulties, float), np.asarray(areas, float)
+        cost = np.outer(a, self.costs)
+        cheapest = int(np.argmin(self.costs))
+        if cost[:, cheapest].sum() > macs_budget:
+            log.warning("MACs budget %.3g below the cheapest model on every tile (%.3g): using it everywhere",
+                        macs_budget, cost[:, cheapest].sum())
+            return [cheapest] * n
+        gain = -(np.outer(d / (d.max() + 1e-12), self.quality) + 1e-6 * np.asarray(self.quality))
+        one_each = np.kron(np.eye(n), np.ones(k))
+        cons = [LinearConstraint(one_each, 1, 1), LinearConstraint(cost.reshape(1, -1), -np.inf, macs_budget)]
+        res = milp(gain.ravel(), constraints=cons, integrality=np.ones(n * k), bounds=Bounds(0, 1))
+        if res.x is None:
+            raise RuntimeError(f"tile allocation failed: {res.message}")
+        return [int(i) for i in res.x.reshape(n, k).argmax(1)]
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, macs_per_pixel_budget: float | None = None) -> torch.Tensor:
+        """Restore ``x`` (1, C, H, W); budget in MACs per input pixel (None: best model everywhere)."""
+        if x.dim() != 4 or x.shape[0] != 1:
+            raise ValueError(f"AdaptiveRestorer expects one image (1, C, H, W), got {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        boxes = self._boxes(h, w)
+        patches = [x[..., y:y + th, xx:xx + tw] for y, xx, th, tw in boxes]
+        areas = [th * tw for _, _, th, tw in boxes]
+        if macs_per_pixel_budget is None:
+            choice = [int(np.argmax(self.quality))] * len(boxes)
+        else:
+            choice = self.allocate([self.difficulty(p) for p in patches], areas, macs_per_pixel_budget * h * w)
+        s = self.scale
+        out = acc = None
+        for (y, xx, th, tw), p, k in zip(boxes, patches, choice):
+            r = self.models[k](p)
+            if out is None:
+                out = x.new_zeros(1, r.shape[1], h * s, w * s)
+                acc = x.new_zeros(1, 1, h * s, w * s)
+            win = (_window(th * s, x.device)[:, None] * _window(tw * s, x.device)[None, :])[None, None]
+            out[..., y * s:(y + th) * s, xx * s:(xx + tw) * s] += r * win
+            acc[..., y * s:(y + th) * s, xx * s:(xx + tw) * s] += win
+        self.last_choice = choice
+        self.last_macs = float(sum(self.costs[k] * a for k, a in zip(choice, areas)))
+        return out / acc
+
+
+def compare_adaptive(restorer: AdaptiveRestorer, images: Sequence[tuple[torch.Tensor, torch.Tensor]],
+                     budgets: Sequence[float], crop_border: int = 0) -> list[dict]:
+    """PSNR vs MACs/pixel for each single model (same tiling) and the adaptive mix at each budget."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    def psnr(out: torch.Tensor, gt: torch.Tensor) -> float:
+        a = out.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy().astype(np.float64)
+        b = gt[0].permute(1, 2, 0).cpu().numpy().astype(np.float64)
+        if crop_border:
+            a, b = a[crop_border:-crop_border, crop_border:-crop_border], b[crop_border:-crop_border, crop_border:-crop_border]
+        return float(peak_signal_noise_ratio(b, a, data_range=1.0))
+
+    def run(label: str, budget: float | None, force: int | None = None) -> dict:
+        ps, macs, pix = [], 0.0, 0
+        saved_q = restorer.quality
+        if force is not None:
+            restorer.quality = [1.0 if i == force else 0.0 for i in range(len(saved_q))]
+        try:
+            for lq, gt in images:
+                ps.append(psnr(restorer(lq, budget), gt))
+                macs += restorer.last_macs
+                pix += lq.shape[-1] * lq.shape[-2]
+        finally:
+            restorer.quality = saved_q
+        return {"method": label, "psnr": float(np.mean(ps)), "macs_per_pixel": macs / pix}
+
+    rows = [run(f"model{k}", None, force=k) for k in range(len(restorer.models))]
+    rows += [run(f"adaptive@{b:.4g}", b) for b in budgets]
+    return rows
