@@ -1,14 +1,30 @@
 """NNI 3.0 adapters: SLS and MOSP as NNI pruners, masks -> smaller models, budget sweeps.
 
-Importing this package needs ``nni`` (``pip install ir-prune-plugin[nni]``); the core does not.
+Needs ``nni`` (``pip install ir-prune-plugin[nni]``); the core does not. Names are imported on
+first use, so ``irprune --help`` and the trial entry do not pay for importing NNI up front.
 """
 from __future__ import annotations
 
-from .config import register_compactor, validate_config_list
-from .evaluator import l1_training_step, task_evaluator
-from .mosp_pruner import NNIMOSPPruner
-from .sls_pruner import NNISLSPruner
-from .speedup import apply_masks, removable_channels, speedup
+import importlib
+from typing import Any
 
-__all__ = ["NNIMOSPPruner", "NNISLSPruner", "apply_masks", "l1_training_step", "register_compactor",
-           "removable_channels", "speedup", "task_evaluator", "validate_config_list"]
+_NAMES = {
+    "NNIMOSPPruner": "mosp_pruner", "NNISLSPruner": "sls_pruner",
+    "apply_masks": "speedup", "removable_channels": "speedup", "speedup": "speedup",
+    "register_compactor": "config", "validate_config_list": "config",
+    "l1_training_step": "evaluator", "task_evaluator": "evaluator",
+    "SweepOptions": "launcher", "SweepResult": "launcher", "run_sweep": "launcher",
+    "pareto_front": "launcher", "local_only_nni": "launcher",
+    "TrialSettings": "trial", "run_trial": "trial",
+}
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
