@@ -58,6 +58,7 @@ def _sm80() -> bool:
     return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not _sm80(), reason="needs CUDA with compute capability >= 8.0")
 def test_cuda_sparse_matches_masked_dense():
     model = _two_four(build_arch("edsr", num_feat=64, num_block=2, upscale=2)).cuda().half().eval()

@@ -49,8 +49,8 @@ class StudyConfig:
 
 
 FULL = StudyConfig()
-QUICK = StudyConfig(num_feat=16, num_block=2, M=8, patch=32, batch_size=4, pretrain_steps=80,
-                    finetune_steps=30, search_steps=15, refresh_every=10, val_size=48)
+QUICK = StudyConfig(num_feat=16, num_block=2, M=8, patch=32, batch_size=4, pretrain_steps=50,
+                    finetune_steps=16, search_steps=8, refresh_every=8, val_size=48)
 
 
 def _pretrained(cfg: StudyConfig, cache_dir: Path, seed: int, progress: bool) -> nn.Module:
