@@ -62,13 +62,21 @@ _ADD_METHODS = {"add", "add_"}
 @dataclass(frozen=True)
 class SkipSite:
     """A skip connection in a traced graph: ``source`` (fx node name) feeds ``target`` (a
-    concat or add), ``distance`` nodes later in execution order; ``channels`` of the tensor."""
+    concat or add), ``distance`` nodes later in execution order; ``channels`` of the tensor.
+    ``rescaled``: the main branch changes spatial size in between (a U-Net skip);
+    ``top_level``: the merge is written in the model's own ``forward`` (a global residual)."""
 
     source: str
     target: str
     kind: str
     distance: int
     channels: int
+    rescaled: bool = False
+    top_level: bool = False
+
+    def is_long(self, min_distance: int) -> bool:
+        """Long skip: spans ``min_distance`` nodes and a resolution change or the whole model."""
+        return self.distance >= min_distance and (self.rescaled or self.top_level)
 
     @property
     def key(self) -> str:
@@ -92,12 +100,17 @@ def _trace(model: nn.Module, leaf_functions: Sequence[Callable[..., Any]] = ()) 
     from ..archs._common import pad_to_multiple  # shape-dependent padding: keep it opaque
     tracer = fx.Tracer(autowrap_functions=(pad_to_multiple, *leaf_functions))
     try:
-        return tracer.trace(model)
+        graph = tracer.trace(model)
+        leaked = [f"{name}.{k}" if name else k for name, m in model.named_modules()
+                  for k, v in vars(m).items() if isinstance(v, fx.Proxy)]
+        if leaked:  # forward assigned a traced value to the module (EDSR/RCAN: self.mean = ...)
+            raise TypeError(f"forward stores traced values in module attributes {leaked}")
     except Exception as exc:
         raise ValueError(
             f"insert_compactors needs a torch.fx-traceable model; tracing {type(model).__name__} failed "
-            f"({type(exc).__name__}: {exc}). BasicSR's EDSR/RCAN (their forward assigns self.mean) and "
-            "RRDBNet are not traceable; pass shape-dependent helper functions as leaf_functions=...") from exc
+            f"({type(exc).__name__}: {exc}). BasicSR's EDSR/RCAN (their forward assigns self.mean) are "
+            "not traceable; pass shape-dependent helper functions as leaf_functions=...") from exc
+    return graph
 
 
 def _merge_kind(node: fx.Node) -> str | None:
@@ -109,25 +122,34 @@ def _merge_kind(node: fx.Node) -> str | None:
     return None
 
 
+def _spatial(node: fx.Node) -> tuple[int, ...] | None:
+    meta = node.meta.get("tensor_meta")
+    shape = getattr(meta, "shape", None)
+    return tuple(shape[2:]) if shape is not None and len(shape) == 4 else None
+
+
 def _find_sites(graph: fx.Graph) -> list[SkipSite]:
-    order = {n: i for i, n in enumerate(graph.nodes)}
+    nodes = list(graph.nodes)
+    order = {n: i for i, n in enumerate(nodes)}
     sites = []
-    for n in graph.nodes:
-        if n.op in ("placeholder", "get_attr", "output") or len(n.users) < 2:
+    for n in nodes:
+        if n.op in ("placeholder", "get_attr", "output") or len(n.users) < 2 or _spatial(n) is None:
             continue
-        meta = n.meta.get("tensor_meta")
-        if meta is None or not hasattr(meta, "shape") or len(meta.shape) != 4:
-            continue
+        channels = int(n.meta["tensor_meta"].shape[1])
         for u in n.users:
             kind = _merge_kind(u)
-            if kind is not None:
-                sites.append(SkipSite(n.name, u.name, kind, order[u] - order[n], int(meta.shape[1])))
+            if kind is None:
+                continue
+            between = nodes[order[n] + 1:order[u]]
+            rescaled = any(_spatial(b) not in (None, _spatial(n)) for b in between)
+            top = not u.meta.get("nn_module_stack")
+            sites.append(SkipSite(n.name, u.name, kind, order[u] - order[n], channels, rescaled, top))
     return sites
 
 
 def _select(sites: list[SkipSite], which: Any, min_distance: int) -> list[SkipSite]:
     if which == "long":
-        return [s for s in sites if s.distance >= min_distance]
+        return [s for s in sites if s.is_long(min_distance)]
     if which == "all":
         return list(sites)
     if callable(which):
@@ -184,8 +206,9 @@ def insert_compactors(model: nn.Module, example_inputs: Any, *, which: Any = "lo
                       leaf_functions: Sequence[Callable[..., Any]] = ()) -> nn.Module:
     """Return a copy of ``model`` with an identity Compactor on each selected skip connection.
 
-    ``which``: ``'long'`` (skips spanning at least ``min_distance`` graph nodes: the U-Nets'
-    concat skips), ``'all'``, a ``callable(SkipSite) -> bool`` or a list of site keys (see
+    ``which``: ``'long'`` (skips spanning at least ``min_distance`` graph nodes and either a
+    resolution change -- the U-Nets' concat skips -- or the whole model, like a global residual
+    add in the model's own forward; see ``SkipSite.is_long``), ``'all'``, a ``callable(SkipSite) -> bool`` or a list of site keys (see
     :func:`find_skip_connections`). The main branch keeps the original tensor; the result is a
     ``CompactorGraphModule`` whose ``irprune_compactors`` records the sites for replay.
     """
@@ -208,7 +231,8 @@ def replay_compactors(model: nn.Module, sites: Sequence[Mapping[str, Any]], *,
     if not sites:
         return model
     try:
-        parsed = [SkipSite(**{k: s[k] for k in ("source", "target", "kind", "distance", "channels")})
+        parsed = [SkipSite(**{k: s[k] for k in ("source", "target", "kind", "distance", "channels")},
+                           rescaled=bool(s.get("rescaled")), top_level=bool(s.get("top_level")))
                   for s in sites]
     except (KeyError, TypeError) as exc:
         raise ValueError(f"malformed compactor sites {list(sites)!r}: {exc}") from exc
