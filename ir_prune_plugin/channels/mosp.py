@@ -165,10 +165,8 @@ class MOSPPruner:
         self.budget_bytes = parse_memory_budget(memory_budget, self.original_peak)
         self.evaluate = evaluate if evaluate is not None else _distortion_loss(reference, example_inputs)
 
-        work = copy.deepcopy(model)
-        if options.compactors:
-            from .compactor import insert_compactors  # noqa: PLC0415
-            work = insert_compactors(work, example_inputs)
+        work = _with_compactors(model, example_inputs) if options.compactors else copy.deepcopy(model)
+        self.compactor_sites = list(getattr(work, "irprune_compactors", []) or [])
         self.ignored = tuple(dict.fromkeys(options.ignored_layers + tuple(output_layers(work, example_inputs))))
         graph = UnitGraph(work, example_inputs, self.ignored, check=True)
         if not graph.units:
@@ -205,7 +203,7 @@ class MOSPPruner:
         return max(1, min(width, floor))
 
     # ------------------------------------------------------------------ running
-    def prune(self, history_file: str | os.PathLike | None = None) -> nn.Module:
+    def prune(self, history_file: str | os.PathLike | None = None, *, progress: bool = True) -> nn.Module:
         """Run MOSP and return the pruned model (a new module; the caller's model is untouched).
 
         ``history_file``: the history is written there (JSON) after every inner step, so an
@@ -216,12 +214,12 @@ class MOSPPruner:
             model = copy.deepcopy(self._work)
             self.history = MOSPHistory(self.budget_bytes, self.original_peak, _options_dict(self.options))
             if self._resume is not None:
-                model = self._replay(model, self._resume)
-            model = self._run(model, history_file)
+                model = self._replay(model, self._resume, progress)
+            model = self._run(model, history_file, progress)
         return model
 
-    def _replay(self, model: nn.Module, history: MOSPHistory) -> nn.Module:
-        for rec in tqdm(history.records, desc="MOSP replay", leave=False):
+    def _replay(self, model: nn.Module, history: MOSPHistory, progress: bool) -> nn.Module:
+        for rec in tqdm(history.records, desc="MOSP replay", leave=False, disable=not progress):
             graph = UnitGraph(model, self.example_inputs, self.ignored)
             unknown = [r for r in rec.removed if r not in graph.units]
             if unknown:
@@ -231,7 +229,7 @@ class MOSPPruner:
             self.history.records.append(rec)
         return model
 
-    def _run(self, model: nn.Module, history_file: Any) -> nn.Module:
+    def _run(self, model: nn.Module, history_file: Any, progress: bool) -> nn.Module:
         opts = self.options
         step = opts.round_to or 1
         graph = UnitGraph(model, self.example_inputs, self.ignored)
@@ -241,7 +239,7 @@ class MOSPPruner:
         costs = group_costs(profile, graph)
         start_peak = int(profile.peak_bytes)
         total_mb = max(start_peak - self.budget_bytes, 0) / 2 ** 20
-        bar = tqdm(total=round(total_mb, 2), desc="MOSP", unit="MiB", leave=False)
+        bar = tqdm(total=round(total_mb, 2), desc="MOSP", unit="MiB", leave=False, disable=not progress)
         outer = max((r.outer for r in self.history.records), default=-1) + 1
         while True:
             widths = graph.widths()
@@ -310,6 +308,20 @@ class MOSPPruner:
             bytes_per_channel=dict(zip(roots, mem)), lp_removal=dict(zip(roots, lp.removal)),
             removed=removed, widths={r: new_widths[r] for r in removed},
             seconds=time.perf_counter() - t0)
+
+
+def _with_compactors(model: nn.Module, example_inputs: Any) -> nn.Module:
+    """A copy of ``model`` with compactors on its long skips; an fx-untraceable model (BasicSR's
+    EDSR/RCAN/RRDBNet, whose skips are short residual adds) is copied without them, with a warning."""
+    from .compactor import insert_compactors  # noqa: PLC0415
+
+    try:
+        return insert_compactors(model, example_inputs)
+    except ValueError as exc:
+        if "traceable" not in str(exc):
+            raise
+        log.warning("MOSP: no compactors inserted (%s); pruning without them", exc)
+        return copy.deepcopy(model)
 
 
 def _options_dict(options: MOSPOptions) -> dict[str, Any]:
