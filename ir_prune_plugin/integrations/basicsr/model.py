@@ -31,7 +31,7 @@ from . import checkpoint as ckp  # noqa: E402
 from . import dist_sync  # noqa: E402
 from .archs import arch_name, build_network_g  # noqa: E402
 from .options import PruningConfig, parse_pruning_block, pruning_config  # noqa: E402
-from .sls_stage import SLSStage, attach_fixed_masks, dense_copy, refresh_masks, squashed_copy  # noqa: E402
+from .sls_stage import SLSStage, attach_fixed_masks, plain_copy, refresh_masks  # noqa: E402
 from .stats import network_stats, nm_plan as stats_plan  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class IRPruneModel(SRModel):
                 raise ValueError(f"pruning.start_iter ({self.cfg.start_iter}) must be < train.total_iter ({total})")
         BaseModel.__init__(self, opt)
         self.phase, self.stats, self._sls = "dense", {}, None
+        self._template: nn.Module | None = None  # mask-free twin of net_g while N:M masks are on
         self._train_opt = copy.deepcopy(opt.get("train"))
         self._ckpt: tuple[str, dict] | None = None
         net = self._initial_net()
@@ -90,26 +91,30 @@ class IRPruneModel(SRModel):
         meta = ckp.meta_of(ckpt)
         net = ckp.build_from_checkpoint(path, ckpt, key).to(self.device)
         if meta["method"] == "sls" and self.phase == "finetune":
+            self._template = copy.deepcopy(net)
             attach_fixed_masks(net, dict(getattr(net, "irprune_nm_plan")))
         elif self.phase == "search" and start_search:
             self._sls = SLSStage(self.cfg, self._example())
             net = self._sls.start(net, meta.get("sls_scores"), meta.get("sls_steps", 0))
+            self._template = self._sls.template
         return net
 
     def _check_budget(self, net: nn.Module) -> None:
-        """MOSP: the budget must lie below the dense peak (checked before any training)."""
-        if self.cfg.method != "mosp":
-            return
-        from ...budget import parse_memory_budget
-        from ...memory import estimate_peak_memory
-        from .methods import mosp_options
-        size = tuple(mosp_options(self.cfg).memory_input_size)
-        peak = estimate_peak_memory(net, torch.empty(size, device="meta")).peak_bytes
+        """Dry-run the pruner's constructor so an unreachable budget fails before any training."""
+        from .methods import mosp_options, sls_options
         try:
-            self.stats["budget_mb"] = parse_memory_budget(self.cfg.budget, int(peak)) / 2 ** 20
+            if self.cfg.method == "mosp":
+                from ...channels.mosp import MOSPPruner
+                pruner = MOSPPruner(net, self._example(), self.cfg.budget, options=mosp_options(self.cfg))
+                self.stats["dense_peak_mb"] = pruner.original_peak / 2 ** 20
+                self.stats["budget_mb"] = pruner.budget_bytes / 2 ** 20
+            else:
+                from ...sparsity import SLSPruner
+                M, options = sls_options(self.cfg)
+                SLSPruner(net, self._example(), self.cfg.budget, M=M, options=options)
         except (TypeError, ValueError) as exc:
-            raise type(exc)(f"pruning.budget: {exc}") from None
-        self.stats["dense_peak_mb"] = peak / 2 ** 20
+            raise type(exc)(f"pruning block does not fit network_g (pruning.budget={self.cfg.budget!r}, "
+                            f"pruning.options={dict(self.cfg.options)!r}): {exc}") from None
 
     def init_training_settings(self) -> None:
         """SRModel's set-up, with the EMA net copied from the (possibly pruned) ``net_g``."""
@@ -184,7 +189,9 @@ class IRPruneModel(SRModel):
         if self.cfg.method == "sls":
             self._sls = SLSStage(self.cfg, self._example())
             self.phase = "search"
-            self._restructure(self._sls.start(bare), f"SLS search started at iter {current_iter}")
+            net = self._sls.start(bare)
+            self._template = self._sls.template
+            self._restructure(net, f"SLS search started at iter {current_iter}")
             return
         from .mosp_stage import prune_once, run_mosp, train_batches
         lr = float(self._train_opt["optim_g"]["lr"])
@@ -249,6 +256,7 @@ class IRPruneModel(SRModel):
             self.stats["macs_ratio"] = self._sls.kept_ratio()
             new = self._sls.after_step()
             if new is not None:
+                self._template = self._sls.template
                 self._sls, self.phase = None, "finetune"
                 self._restructure(new, f"SLS search ended at iter {current_iter}")
         elif self.cfg.method == "sls" and self.phase == "finetune":
@@ -271,12 +279,13 @@ class IRPruneModel(SRModel):
 
     # --- checkpoints -----------------------------------------------------------------------------
     def _export(self, net: nn.Module) -> tuple[nn.Module, dict]:
+        """A saveable (parametrization-free) version of ``net`` plus extra checkpoint entries."""
+        if self._template is None:
+            return net, {}
         if self.phase == "search":
-            dense, scores = dense_copy(net)
+            dense, scores = plain_copy(net, self._template, dense=True)
             return dense, {"sls_scores": scores}
-        if self.cfg is not None and self.cfg.method == "sls" and self.phase == "finetune":
-            return squashed_copy(net), {}
-        return net, {}
+        return plain_copy(net, self._template)[0], {}
 
     def save(self, epoch: int, current_iter: int) -> None:
         """BasicSR's save, with the pruned architecture and pruning state stored alongside."""

@@ -45,27 +45,30 @@ def refresh_masks(net: nn.Module) -> None:
         mask.refresh(mk.original(layer).detach())
 
 
-def squashed_copy(net: nn.Module) -> nn.Module:
-    """A copy with the masks baked into plain weights and the plan recorded (for saving)."""
+def plain_copy(net: nn.Module, template: nn.Module, *, dense: bool = False
+               ) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """A parametrization-free copy of ``net`` built from ``template`` (same layers, no masks).
+
+    Masks are baked into the weights and the plan recorded (``dense=False``), or the dense
+    originals are kept (``dense=True``, for a search checkpoint). Also returns the SLS scores.
+    ``net`` is never touched: removing a parametrization from a deep copy would delete the
+    ``weight`` property of the class the copy shares with ``net``.
+    """
     from ...sparsity import PLAN_ATTR
     from ...sparsity import masks as mk
-    out = copy.deepcopy(net)
-    plan = {}
-    for name, (layer, mask) in _masked_modules(out).items():
+    state = {k: v for k, v in net.state_dict().items()
+             if ".parametrizations." not in k and not k.startswith("parametrizations.")}
+    plan, scores = {}, {}
+    for name, (layer, mask) in _masked_modules(net).items():
+        weight = mk.original(layer) if dense else layer.weight
+        state[f"{name}.weight" if name else "weight"] = weight.detach().clone()
         plan[name] = (int(mask.N), int(mask.M))
-        mk.squash(layer)
-    setattr(out, PLAN_ATTR, plan)
-    return out
-
-
-def dense_copy(net: nn.Module) -> tuple[nn.Module, dict[str, torch.Tensor]]:
-    """A copy with the search masks removed (dense originals kept) and the scores taken out."""
-    from torch.nn.utils import parametrize
-    out = copy.deepcopy(net)
-    scores = {}
-    for name, (layer, mask) in _masked_modules(out).items():
-        scores[name] = mask.scores.detach().cpu().clone()
-        parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
+        if hasattr(mask, "scores"):
+            scores[name] = mask.scores.detach().cpu().clone()
+    out = copy.deepcopy(template)
+    out.load_state_dict(state, strict=True)
+    if not dense:
+        setattr(out, PLAN_ATTR, plan)
     return out, scores
 
 
@@ -77,13 +80,14 @@ class SLSStage:
         self.M, self.options = sls_options(cfg)
         self.example = example
         self.pruner: Any = None
-        self.steps = 0
+        self.template: nn.Module | None = None  # plain (mask-free) twin of the trained network
 
     def start(self, net: nn.Module, scores: dict[str, torch.Tensor] | None = None,
               steps_done: int = 0) -> nn.Module:
         """Begin (or resume) the search on ``net``; returns the network to train."""
         from ...sparsity import SLSPruner
         from ...sparsity import masks as mk
+        self.template = copy.deepcopy(net)
         self.pruner = SLSPruner(net, self.example, self.cfg.budget, M=self.M, options=self.options)
         if scores:
             for name, value in scores.items():
@@ -120,5 +124,6 @@ class SLSStage:
         final = self.pruner.finalize()
         plan = dict(getattr(final, "irprune_nm_plan"))
         self.pruner = None
+        self.template = copy.deepcopy(final)
         log.info("SLS search finished: plan %s", {k: f"{n}:{m}" for k, (n, m) in plan.items()})
         return attach_fixed_masks(final, plan)

@@ -1,0 +1,144 @@
+"""BasicSR integration end to end: the demo YAMLs through the real ``train_pipeline`` (subprocesses).
+
+Each run writes only under ``tmp_path`` (BasicSR's root is the working directory). Sizes are tiny
+so the whole file stays within a few minutes on 2 CPU cores.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+if importlib.util.find_spec("basicsr") is None:
+    pytest.skip("basicsr is not installed (pip install ir-prune-plugin[basicsr])", allow_module_level=True)
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "basicsr_configs" / "demo"
+pytestmark = pytest.mark.slow
+
+
+def _set(opt: dict, dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for p in parents:
+        opt = opt.setdefault(p, {})
+    opt[last] = value
+
+
+def _yaml(src: Path, dst: Path, overrides: dict[str, Any]) -> Path:
+    opt = yaml.safe_load(src.read_text())
+    for k, v in overrides.items():
+        _set(opt, k, v)
+    dst.write_text(yaml.safe_dump(opt, sort_keys=False))
+    return dst
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.setdefault("OMP_NUM_THREADS", "2")
+    return env
+
+
+def _run(cmd: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+def _train(opt: Path, cwd: Path, *extra: str) -> subprocess.CompletedProcess:
+    return _run([sys.executable, "-m", "ir_prune_plugin.train", "-opt", str(opt), *extra], cwd)
+
+
+def _log_text(folder: Path, prefix: str) -> str:
+    logs = sorted(folder.glob(f"{prefix}_*.log"))
+    assert logs, f"no {prefix} log in {folder}"
+    return "\n".join(p.read_text() for p in logs)
+
+
+def _psnrs(text: str) -> list[float]:
+    return [float(v) for v in re.findall(r"# psnr: ([-\d.]+)", text)]
+
+
+def _load(path: Path, key: str = "params") -> tuple[torch.nn.Module, dict]:
+    from ir_prune_plugin.integrations.basicsr import checkpoint as ckp
+    ckpt = ckp.read_checkpoint(str(path))
+    return ckp.build_from_checkpoint(str(path), ckpt, key), ckp.meta_of(ckpt)
+
+
+def _test_yaml(train_opt: Path, ckpt: Path, dst: Path) -> Path:
+    opt = yaml.safe_load(train_opt.read_text())
+    test = {"name": opt["name"] + "_test", "model_type": "IRPruneModel", "num_gpu": 0,
+            "manual_seed": 0, "datasets": {"test_1": dict(opt["datasets"]["val"], phase="test")},
+            "network_g": opt["network_g"], "path": {"pretrain_network_g": str(ckpt), "strict_load_g": True},
+            "val": dict(opt["val"], save_img=False)}
+    if "scale" in opt:
+        test["scale"] = opt["scale"]
+    dst.write_text(yaml.safe_dump(test, sort_keys=False))
+    return dst
+
+
+def _reload_and_test(train_opt: Path, ckpt: Path, cwd: Path) -> tuple[str, str]:
+    """BasicSR-style testing in a fresh process; returns (test log text, stdout)."""
+    test_opt = _test_yaml(train_opt, ckpt, cwd / "test.yml")
+    proc = _run([sys.executable, "-m", "ir_prune_plugin.integrations.basicsr.entry", "-opt", str(test_opt)], cwd)
+    name = yaml.safe_load(test_opt.read_text())["name"]
+    return _log_text(cwd / "results" / name, "test"), proc.stdout
+
+
+def _params_logged(text: str) -> list[int]:
+    return [int(v.replace(",", "")) for v in re.findall(r"with parameters: ([\d,]+)", text)]
+
+
+SLS_FAST = {"train.total_iter": 40, "pruning.start_iter": 10, "pruning.options.search_steps": 15,
+            "pruning.input_size": [16, 16], "logger.save_checkpoint_freq": 20, "val.val_freq": 20,
+            "logger.print_freq": 5, "datasets.train.gt_size": 32, "datasets.train.length": 200,
+            "datasets.val.val_size": 64}
+
+
+def test_sls_demo_prunes_to_budget_reloads_and_resumes(tmp_path: Path) -> None:
+    from ir_prune_plugin.sparsity import check_nm, kept_macs, layer_macs
+    opt = _yaml(DEMO / "sls_edsr_x2.yml", tmp_path / "sls.yml", SLS_FAST)
+    _train(opt, tmp_path)
+    exp = tmp_path / "experiments" / "irprune_demo_sls_edsr_x2"
+    text = _log_text(exp, "train")
+    assert "SLS search started at iter 11" in text and "SLS search ended" in text
+    psnr = _psnrs(text)
+    assert len(psnr) >= 2 and all(15 < p < 60 for p in psnr)
+    assert (tmp_path / "tb_logger" / "irprune_demo_sls_edsr_x2").is_dir()
+
+    # the finetuned checkpoint carries an N:M plan that meets the MACs budget, independently counted
+    net, meta = _load(exp / "models" / "net_g_latest.pth")
+    assert meta["method"] == "sls" and meta["phase"] == "finetune"
+    plan = net.irprune_nm_plan
+    assert plan and check_nm(net, plan).layers
+    dense = layer_macs(net, torch.rand(1, 3, 16, 16), names=list(plan))
+    assert kept_macs(dense, plan) / sum(dense.values()) <= 0.25 + 1e-9
+    zeros = {n: float((m.weight == 0).float().mean()) for n, m in net.named_modules() if n in plan}
+    assert all(abs(zeros[n] - (1 - N / M)) < 1e-6 for n, (N, M) in plan.items())
+
+    # a fresh process reloads it through BasicSR's test pipeline: same params, same PSNR
+    test_text, _ = _reload_and_test(opt, exp / "models" / "net_g_latest.pth", tmp_path)
+    assert _params_logged(test_text)[-1] == sum(p.numel() for p in net.parameters())
+    assert _psnrs(test_text)[-1] == pytest.approx(psnr[-1], abs=1e-3)
+
+    # resume: a longer total_iter continues from the last training state (iter 40), not from scratch
+    _train(opt, tmp_path, "--auto_resume", "--force_yml", "train:total_iter=50")
+    text2 = _log_text(exp, "train")
+    assert re.search(r"Resuming training from epoch: \d+, iter: 40\.", text2)
+    resumed = text2.split("Resuming training from")[-1]
+    assert "Loaded pruned sls network (finetune)" in text2
+    assert "SLS search started" not in resumed
+    assert re.search(r"iter:\s+45,", resumed) and re.search(r"iter:\s+50,", resumed)
+    assert not re.search(r"iter:\s+(5|10|15),", resumed)
+    net2, meta2 = _load(exp / "models" / "net_g_latest.pth")
+    assert meta2["phase"] == "finetune" and net2.irprune_nm_plan == plan
