@@ -127,7 +127,7 @@ def run_trial(settings: TrialSettings, params: dict[str, Any]) -> dict[str, floa
     from .evaluator import task_evaluator
     from .mosp_pruner import NNIMOSPPruner
     from .sls_pruner import NNISLSPruner
-    from .speedup import apply_masks, speedup
+    from .mask_speedup import apply_masks, speedup
 
     p = check_params(params)
     if settings.threads:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping
 
 import torch
-import torch_pruning as tp
 from torch import nn
+
+from ..torch_pruning import ROOT_MODULE_TYPES, build_dependency_graph, output_layers
 
 _log = logging.getLogger(__name__)
 
@@ -78,17 +79,6 @@ def _validate(model: nn.Module, masks: Masks) -> dict[str, nn.Module]:
     return modules
 
 
-def _tp_kwargs(model: nn.Module, ignored: Sequence[nn.Module]) -> dict[str, Any]:
-    """The plugin's Torch-Pruning rules (Compactor, PixelShuffle) when available, plain TP otherwise."""
-    try:
-        from ..torch_pruning import tp_kwargs
-    except ImportError:  # rules module not available: stock Torch-Pruning
-        return {"ignored_layers": list(ignored)}
-    kw = dict(tp_kwargs(model))
-    kw["ignored_layers"] = list(kw.get("ignored_layers") or []) + list(ignored)
-    return kw
-
-
 def apply_masks(model: nn.Module, masks: Masks) -> None:
     """Multiply every masked parameter of ``model`` by its mask, in place."""
     modules = dict(model.named_modules())
@@ -104,38 +94,43 @@ def _plan(work: nn.Module, masks: Masks, example_inputs: Any):
     """Build the dependency graph of ``work`` and pick, per group root, the removable channels."""
     modules = dict(work.named_modules())
     masked = {n: _out_channel_masked(modules[n], t) for n, t in masks.items()}
-    kw = _tp_kwargs(work, ignored=())
-    ignored = kw.pop("ignored_layers", [])
-    root_types = kw.pop("root_module_types", None) or [nn.modules.conv._ConvNd, nn.Linear]
-    was_training = work.training
-    with torch.enable_grad():
-        dg = tp.DependencyGraph().build_dependency(work, example_inputs=example_inputs, **kw)
-    work.train(was_training)
+    dg = build_dependency_graph(work, example_inputs)
+    # Channels that reach the network output are never removed: that would change its shape.
+    fixed = set(output_layers(work, example_inputs, graph=dg))
     mod2name = {m: n for n, m in modules.items()}
-    plan: dict[str, tuple[nn.Module, list[int]]] = {}
-    for group in dg.get_all_groups(ignored_layers=list(ignored), root_module_types=tuple(root_types)):
-        root = group[0].dep.target.module
-        n_root = len(group[0].idxs)
-        removable = set(range(n_root))
-        producers = 0
+
+    def producers(group: Any) -> Iterator[tuple[str | None, Any]]:
+        """(name, item) of the group's layers that lose output channels and own parameters."""
         for item in group:
             module, fn = item.dep.target.module, item.dep.handler
-            if not isinstance(module, nn.Module) or not dg.is_out_channel_pruning_fn(fn):
-                continue
-            if next(module.parameters(recurse=False), None) is None:
-                continue
-            producers += 1
-            dead = masked.get(mod2name.get(module), set())
-            removable &= {r for i, r in zip(item.idxs, item.root_idxs) if i in dead}
-            if not removable:
-                break
-        idxs = sorted(removable) if producers else []
-        if len(idxs) >= n_root:  # never empty a layer: keep one (zeroed) channel
-            _log.warning("every channel of the group rooted at %r is masked; keeping one zero channel",
-                         mod2name.get(root))
-            idxs = idxs[1:]
-        if idxs:
-            plan[mod2name[root]] = (root, idxs)
+            if isinstance(module, nn.Module) and dg.is_out_channel_pruning_fn(fn) \
+                    and next(module.parameters(recurse=False), None) is not None:
+                yield mod2name.get(module), item
+
+    def exact(group: Any) -> bool:
+        """Every layer losing output channels in ``group`` has exactly those channels masked."""
+        return all(name not in fixed and set(item.idxs) <= masked.get(name, set())
+                   for name, item in producers(group))
+
+    plan: dict[str, tuple[nn.Module, list[int]]] = {}
+    for group in dg.get_all_groups(root_module_types=ROOT_MODULE_TYPES):
+        root, fn = group[0].dep.target.module, group[0].dep.handler
+        name = mod2name[root]
+        # A root channel (for a pixel shuffle: a block of its producer's channels) is a candidate
+        # when every coupled producer has all of its channels for that root index masked.
+        per_root: dict[int, bool] = {}
+        for lname, item in producers(group):
+            dead = masked.get(lname, set()) if lname not in fixed else set()
+            for i, r in zip(item.idxs, item.root_idxs):
+                per_root[r] = per_root.get(r, True) and i in dead
+        candidates = sorted(r for r, ok in per_root.items() if ok)
+        if candidates and not exact(dg.get_pruning_group(root, fn, candidates)):
+            candidates = [c for c in candidates if exact(dg.get_pruning_group(root, fn, [c]))]
+        if len(candidates) >= len(group[0].idxs):  # never empty a layer: keep one (zeroed) channel
+            _log.warning("every channel of the group rooted at %r is masked; keeping one zero channel", name)
+            candidates = candidates[1:]
+        if candidates:
+            plan[name] = (root, candidates)
     return plan, dg
 
 
