@@ -45,7 +45,7 @@ def estimate_peak(model: nn.Module, memory_input_size: Sequence[int]) -> int:
 
 
 def uniform_width_to_budget(spec: dict[str, Any], budget_bytes: int, memory_input_size: Sequence[int],
-                            *, iterations: int = 20) -> BaselineResult:
+                            *, iterations: int = 10) -> BaselineResult:
     """Largest uniform width factor of ``spec`` (``{'type': name, **kwargs}``) within ``budget_bytes``.
 
     Scales ``width`` (our U-Nets) or ``num_feat`` (BasicSR nets); the new model is randomly
@@ -106,8 +106,8 @@ def _global_magnitude(model: nn.Module, example_inputs: Any, ratio: float, ignor
 def magnitude_prune_to_budget(model: nn.Module, example_inputs: Any, budget_bytes: int,
                               memory_input_size: Sequence[int], *, ignored_layers: Sequence[str] = (),
                               max_ratio: float = 0.9, round_to: int | None = None,
-                              iterations: int = 14) -> BaselineResult:
-    """Memory-blind global L2 pruning with the smallest channel ratio whose peak meets the budget.
+                              scan_step: float = 0.1, iterations: int = 6) -> BaselineResult:
+    """Memory-blind global L2 pruning with (about) the smallest channel ratio whose peak meets the budget.
 
     Works on copies; the caller's ``model`` is unchanged. ``max_ratio`` caps any one layer's
     pruning (Torch-Pruning's ``max_pruning_ratio``).
@@ -121,11 +121,21 @@ def magnitude_prune_to_budget(model: nn.Module, example_inputs: Any, budget_byte
         _global_magnitude(work, example_inputs, ratio, names, max_ratio, round_to)
         return BaselineResult(work, ratio, estimate_peak(work, memory_input_size))
 
-    top = attempt(max_ratio)
-    if top.peak_bytes > budget_bytes:
-        raise ValueError(f"global magnitude pruning at ratio {max_ratio} still needs "
-                         f"{format_bytes(top.peak_bytes)} > budget {format_bytes(budget_bytes)}")
-    lo, hi, best = 0.0, max_ratio, top
+    # The peak is not monotone in the global ratio (Torch-Pruning's per-layer cap redistributes
+    # the cut at high ratios), so scan upwards for the first ratio that fits, then bisect below it.
+    lo, best = 0.0, None
+    grid = [round(r, 6) for r in torch.arange(scan_step, max_ratio + 1e-9, scan_step).tolist()]
+    for ratio in grid:
+        res = attempt(ratio)
+        if res.peak_bytes <= budget_bytes:
+            best = res
+            break
+        lo = ratio
+    if best is None:
+        raise ValueError(f"global magnitude pruning reaches no ratio in ({scan_step}, {max_ratio}] whose "
+                         f"peak meets the budget {format_bytes(budget_bytes)} (memory-blind pruning keeps "
+                         "the large early feature maps)")
+    hi = best.knob
     for _ in range(iterations):
         mid = (lo + hi) / 2
         res = attempt(mid)

@@ -52,13 +52,16 @@ class MOSPStudyConfig:
     outer_stride_mb: float = 2.0
     min_channels: int = 1
     magnitude_max_ratio: float = 0.95    # Torch-Pruning's per-layer cap for the memory-blind baseline
+    magnitude_scan_step: float = 0.1     # ratio grid scanned before bisecting (peak is not monotone)
+    magnitude_bisections: int = 6
     sensitivity_points: tuple[int, ...] = (1, 2)
 
 
 FULL = MOSPStudyConfig()
 QUICK = MOSPStudyConfig(width=0.125, patch=32, batch_size=4, pretrain_steps=40, finetune_steps=8,
                         loop_finetune_steps=0, budgets=(0.5,), val_size=48, heldout_patches=2,
-                        measure_size=(32, 48), outer_stride_mb=16.0, sensitivity_points=(1,))
+                        measure_size=(32, 48), outer_stride_mb=16.0, sensitivity_points=(1,),
+                        magnitude_scan_step=0.25, magnitude_bisections=2)
 
 
 def _pretrained(cfg: MOSPStudyConfig, cache_dir: Path, seed: int, progress: bool) -> nn.Module:
@@ -167,7 +170,9 @@ def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache
                                "inner_steps": len(pruner.history.records),
                                "widths": _widths(pruned)}))
         try:
-            blind = magnitude_prune_to_budget(dense, x, budget_bytes, big, max_ratio=cfg.magnitude_max_ratio)
+            blind = magnitude_prune_to_budget(dense, x, budget_bytes, big, max_ratio=cfg.magnitude_max_ratio,
+                                              scan_step=cfg.magnitude_scan_step,
+                                              iterations=cfg.magnitude_bisections)
         except ValueError as exc:   # memory-blind pruning may not reach the budget at all
             rows.append({"method": "global-magnitude", "budget": budget, "unreachable": str(exc)})
         else:
