@@ -107,6 +107,10 @@ def export_graph(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.ex
     for name, mod in model.named_modules():
         handles.append(mod.register_forward_pre_hook(lambda m, a, _n=name: stack.append(_n)))
         handles.append(mod.register_forward_hook(leave))
+    import torch.fx.config as fx_config
+
+    emit = fx_config.do_not_emit_stack_traces
+    fx_config.do_not_emit_stack_traces = True  # ~30% of export time; we do not use them
     try:
         return torch.export.export(model, inputs, strict=False)
     except Exception as exc:  # noqa: BLE001 -- any tracing failure is translated
@@ -123,5 +127,6 @@ def export_graph(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.ex
         msg.append(f"fix: {_advice(exc)}")
         raise TraceError("; ".join(msg)) from exc
     finally:
+        fx_config.do_not_emit_stack_traces = emit
         for h in handles:
             h.remove()
