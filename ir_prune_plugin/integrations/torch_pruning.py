@@ -16,7 +16,6 @@ The rule only acts on graphs where our ``PixelShufflePruner`` is registered.
 from __future__ import annotations
 
 import copy
-import logging
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
@@ -35,8 +34,6 @@ __all__ = [
     "UnsupportedArchitectureError", "build_dependency_graph", "channel_groups", "output_layers",
     "prune_channels", "tp_kwargs",
 ]
-
-log = logging.getLogger(__name__)
 
 ExampleInputs = Any  # a tensor, or a tuple of tensors passed positionally
 
@@ -263,17 +260,19 @@ def _check_supported(graph: tp.DependencyGraph) -> None:
 
 
 def build_dependency_graph(model: nn.Module, example_inputs: ExampleInputs, *,
-                           ignored_layers: Iterable[nn.Module | str] | None = None,
                            check: bool = True) -> tp.DependencyGraph:
-    """Build a ``tp.DependencyGraph`` with our rules; keeps the model's train/eval mode."""
+    """Build a ``tp.DependencyGraph`` with our rules; keeps the model's train/eval mode.
+
+    Every layer is traced (as MetaPruner does): ignore layers when choosing groups, not here.
+    ``check`` raises :class:`UnsupportedArchitectureError` for channel-mixing ops (attention).
+    """
     inputs = _as_tuple(example_inputs)
     _install_index_mapping_rule()
     was_training = model.training
     try:
         with torch.enable_grad():
             graph = tp.DependencyGraph().build_dependency(
-                model, example_inputs=inputs, customized_pruners=_customized_pruners(),
-                ignored_layers=_resolve_layers(model, ignored_layers), verbose=False)
+                model, example_inputs=inputs, customized_pruners=_customized_pruners(), verbose=False)
     finally:
         model.train(was_training)
     _update_pixel_shuffle_mappings(graph)
@@ -316,7 +315,7 @@ def tp_kwargs(model: nn.Module, example_inputs: ExampleInputs | None = None, *,
     """
     ignored = _resolve_layers(model, ignored_layers)
     if example_inputs is not None and (keep_output_layers or check):
-        graph = build_dependency_graph(model, example_inputs, ignored_layers=ignored, check=check)
+        graph = build_dependency_graph(model, example_inputs, check=check)
         if keep_output_layers:
             named = dict(model.named_modules())
             ignored += [named[n] for n in output_layers(model, example_inputs, graph=graph)]
