@@ -2,6 +2,7 @@
 
 Usage (from the repository root):
     python benchmarks/sls.py --out /tmp/sls_bench [--data ../shared/data] [--budget 0.25] [--seed 0]
+        [--threads 1] [--adaptive]
 Pretraining is cached under <out>/cache. Writes sls_study.json, sls_psnr_vs_macs.png and the
 adaptive-inference rows (adaptive.json) into --out.
 """
@@ -17,21 +18,24 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ir_prune_plugin.data.degrade import bicubic_down, mod_crop
+from ir_prune_plugin.data.degrade import mod_crop
 from ir_prune_plugin.data.images import load_folder
-from ir_prune_plugin.studies.sls_study import FULL, run_study
+from ir_prune_plugin.studies.sls_study import FULL, run_adaptive_study, run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 class FolderSR(Dataset):
-    """HR images of a folder (mod-cropped) with MATLAB-bicubic x``scale`` LR inputs."""
+    """A standard SR set laid out as ``HR/`` + ``LR_bicubic/X<s>/`` (MATLAB-bicubic LR files)."""
 
     def __init__(self, folder: Path, scale: int = 2) -> None:
         self.items = []
-        for img in load_folder(folder):
-            hr = mod_crop(img.astype(np.float32) / 255.0, scale)
-            lr = bicubic_down(hr, scale)
+        hrs, lrs = load_folder(folder / "HR"), load_folder(folder / "LR_bicubic" / f"X{scale}")
+        if len(hrs) != len(lrs):
+            raise ValueError(f"{folder}: {len(hrs)} HR images but {len(lrs)} x{scale} LR images")
+        for img, low in zip(hrs, lrs):
+            lr = low.astype(np.float32) / 255.0
+            hr = mod_crop(img.astype(np.float32) / 255.0, scale)[: lr.shape[0] * scale, : lr.shape[1] * scale]
             self.items.append({"lq": torch.from_numpy(lr.transpose(2, 0, 1).copy()),
                                "gt": torch.from_numpy(hr.transpose(2, 0, 1).copy())})
 
@@ -50,13 +54,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--M", type=int, default=FULL.M)
     ap.add_argument("--finetune-steps", type=int, default=FULL.finetune_steps)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (1 is fastest on a busy CPU)")
+    ap.add_argument("--adaptive", action="store_true", help="also run the adaptive per-tile study on Set5")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sets = {name: FolderSR(args.data / name) for name in ("Set5", "Set14")}
     cfg = replace(FULL, budget=args.budget, M=args.M, finetune_steps=args.finetune_steps)
     result = run_study(cfg, args.out, seed=args.seed, cache_dir=args.out / "cache", eval_sets=sets, progress=True)
     for row in result["rows"]:
         print(json.dumps(row))
+    if args.adaptive:
+        images = [(it["lq"][None], it["gt"][None]) for it in sets["Set5"].items]
+        for row in run_adaptive_study(cfg, args.out, images, seed=args.seed, cache_dir=args.out / "cache"):
+            print(json.dumps(row))
     return 0
 
 

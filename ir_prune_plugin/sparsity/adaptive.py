@@ -143,8 +143,11 @@ class AdaptiveRestorer(nn.Module):
 
 
 def compare_adaptive(restorer: AdaptiveRestorer, images: Sequence[tuple[torch.Tensor, torch.Tensor]],
-                     budgets: Sequence[float], crop_border: int = 0) -> list[dict]:
-    """PSNR vs MACs/pixel for each single model (same tiling) and the adaptive mix at each budget."""
+                     budgets: Sequence[float] | None = None, crop_border: int = 0) -> list[dict]:
+    """PSNR vs MACs/pixel for each single model (same tiling) and the adaptive mix at each budget.
+
+    ``budgets=None``: the midpoints between consecutive single models' measured MACs/pixel.
+    """
     from skimage.metrics import peak_signal_noise_ratio
 
     def psnr(out: torch.Tensor, gt: torch.Tensor) -> float:
@@ -169,5 +172,8 @@ def compare_adaptive(restorer: AdaptiveRestorer, images: Sequence[tuple[torch.Te
         return {"method": label, "psnr": float(np.mean(ps)), "macs_per_pixel": macs / pix}
 
     rows = [run(f"model{k}", None, force=k) for k in range(len(restorer.models))]
+    if budgets is None:
+        used = sorted(r["macs_per_pixel"] for r in rows)
+        budgets = [(a + b) / 2 for a, b in zip(used, used[1:])]
     rows += [run(f"adaptive@{b:.4g}", b) for b in budgets]
     return rows

@@ -25,27 +25,22 @@ def _upsampler_convs(model: nn.Module) -> list[nn.Module]:
     return out
 
 
-def _tp_extra(model: nn.Module) -> dict:
-    try:  # PixelShuffle-aware rules from the Torch-Pruning integration, when present
-        from ..integrations.torch_pruning import tp_kwargs  # type: ignore[attr-defined]
-    except ImportError:
-        return {}
-    return dict(tp_kwargs(model))
-
-
 def _prune(model: nn.Module, inputs: tuple, ratio: float, ignored: list[nn.Module]) -> nn.Module:
     import torch_pruning as tp
 
     work = copy.deepcopy(model)
-    extra = _tp_extra(work)
     names = {m: n for n, m in model.named_modules()}
     work_mods = dict(work.named_modules())
-    ign = [work_mods[names[m]] for m in ignored] + list(extra.pop("ignored_layers", []))
-    if not extra:
-        ign += [m for m in _upsampler_convs(work) if m not in ign]
+    ign = [work_mods[names[m]] for m in ignored]
+    try:  # the project's Torch-Pruning rules (PixelShuffle, Compactor), when present
+        from ..integrations.torch_pruning import tp_kwargs
+    except ImportError:
+        extra = {"ignored_layers": ign + [m for m in _upsampler_convs(work) if m not in ign]}
+    else:
+        extra = tp_kwargs(work, inputs, ignored_layers=ign)
     with torch.enable_grad():
         pruner = tp.pruner.MetaPruner(work, inputs, importance=tp.importance.MagnitudeImportance(p=1),
-                                      pruning_ratio=ratio, ignored_layers=ign, **extra)
+                                      pruning_ratio=ratio, **extra)
         pruner.step()
     return work
 
@@ -56,13 +51,13 @@ def total_macs(model: nn.Module, example_inputs: Any) -> float:
 
 
 def l1_filter_prune(model: nn.Module, example_inputs: Any, target_macs: float, *,
-                    ignored_layers: Iterable[str] | None = None, tol: float = 0.01, iters: int = 20) -> nn.Module:
+                    ignored_layers: Iterable[str] | None = None, tol: float = 0.01, iters: int = 8) -> nn.Module:
     """Physically prune output channels by L1 norm (Torch-Pruning) so total MACs <= ``target_macs``.
 
     The uniform channel ratio is bisected; the result is the least-pruned model whose weight
-    MACs (same counter as SLS) do not exceed the target. ``ignored_layers`` defaults to the
-    last executed layer (its outputs are the image); without PixelShuffle rules from the
-    Torch-Pruning integration, convs feeding a PixelShuffle are kept too. Returns a new model.
+    MACs (same counter as SLS) do not exceed the target. PixelShuffle and Compactor rules come
+    from :mod:`ir_prune_plugin.integrations.torch_pruning` (layers producing the output are
+    kept); ``ignored_layers`` adds layers to keep whole. Returns a new model.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -70,10 +65,9 @@ def l1_filter_prune(model: nn.Module, example_inputs: Any, target_macs: float, *
     dense = total_macs(model, inputs)
     if not 0 < target_macs < dense:
         raise ValueError(f"target_macs must be in (0, {dense:.0f}) (the dense MACs), got {target_macs}")
-    order = list(layer_macs(model, inputs))
     mods = dict(model.named_modules())
     if ignored_layers is None:
-        ignored = [mods[order[-1]]]
+        ignored = []
     else:
         unknown = [n for n in ignored_layers if n not in mods]
         if unknown:

@@ -106,8 +106,13 @@ def _measure(model: nn.Module, size: tuple[int, int]) -> int:
 
 
 def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache_dir: str | Path | None = None,
-              progress: bool = True) -> dict[str, Any]:
-    """Run every method under ``cfg``; write ``mosp_study.json`` and a PSNR-vs-peak plot in ``out_dir``."""
+              progress: bool = True, extra_eval: dict[str, Any] | None = None,
+              keep_models: bool = False) -> dict[str, Any]:
+    """Run every method under ``cfg``; write ``mosp_study.json`` and a PSNR-vs-peak plot in ``out_dir``.
+
+    ``extra_eval`` adds ``psnr_<name>``/``ssim_<name>`` columns from more paired datasets;
+    ``keep_models`` returns the final models under ``result['models']`` (not written to JSON).
+    """
     from ..demo.config import default_cache_dir
 
     out = Path(out_dir)
@@ -124,12 +129,18 @@ def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache
     heldout = _heldout_loss(cfg, seed)
     ft_set = _train_set(cfg, seed + 1, cfg.finetune_steps)
 
+    timing = {"finetune_s": 0.0}
+
     def finetune(model: nn.Module, steps: int, desc: str) -> nn.Module:
         if steps > 0:
             torch.manual_seed(seed)
+            t = time.time()
             fit(model, ft_set, steps, lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=seed + 1,
                 progress=progress, desc=desc)
+            timing["finetune_s"] = (time.time() - t) * cfg.finetune_steps / steps  # per full pass
         return model.eval()
+
+    models: dict[str, nn.Module] = {}
 
     def score(method: str, budget: float | None, model: nn.Module, steps: int, extra: dict | None = None) -> dict:
         q = evaluate(model, val)
@@ -140,6 +151,11 @@ def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache
                "peak_mb_measured_small": _measure(model, cfg.measure_size) / 2 ** 20,
                "params": count_params(model), "macs_g": count_macs(model, big) / 1e9,
                "finetune_steps": steps, **(extra or {})}
+        for name, data in (extra_eval or {}).items():
+            more = evaluate(model, data)
+            row[f"psnr_{name}"], row[f"ssim_{name}"] = more["psnr"], more["ssim"]
+        if keep_models:
+            models[f"{method}@{budget}"] = model
         log.info("%s @ %s: %.2f dB, %.1f MiB", method, budget, row["psnr"], row["peak_mb_est"])
         return row
 
@@ -167,6 +183,8 @@ def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache
             pruned = finetune(pruned, final, f"finetune {name}")
             rows.append(score(name, budget, pruned, cfg.finetune_steps,
                               {"search_s": round(search_s, 2), "prune_s": round(prune_s, 2),
+                               "finetune_pass_s": round(timing["finetune_s"], 2),
+                               "search_over_finetune": round(search_s / max(timing["finetune_s"], 1e-9), 3),
                                "inner_steps": len(pruner.history.records),
                                "widths": _widths(pruned)}))
         try:
@@ -193,6 +211,8 @@ def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache
               "seconds": round(time.time() - t0, 1)}
     (out / "mosp_study.json").write_text(json.dumps(result, indent=2))
     result["plot"] = str(_plot(rows, out / "mosp_psnr_vs_peak.png"))
+    if keep_models:
+        result["models"] = models
     return result
 
 
@@ -228,7 +248,13 @@ def _plot(rows: list[dict], path: Path) -> Path:
 
 
 def run_mosp_study(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
-                   cache_dir: str | Path | None = None, progress: bool = True, **overrides: Any) -> dict:
-    """MOSP (with/without compactors) vs global magnitude vs uniform width at 50 % / 25 % peak memory."""
+                   cache_dir: str | Path | None = None, progress: bool = True,
+                   extra_eval: dict[str, Any] | None = None, keep_models: bool = False,
+                   **overrides: Any) -> dict:
+    """MOSP (with/without compactors) vs global magnitude vs uniform width at 50 % / 25 % peak memory.
+
+    ``overrides`` replace fields of the ``QUICK``/``FULL`` :class:`MOSPStudyConfig`.
+    """
     cfg = replace(QUICK if quick else FULL, **overrides)
-    return run_study(cfg, out_dir, seed=seed, cache_dir=cache_dir, progress=progress)
+    return run_study(cfg, out_dir, seed=seed, cache_dir=cache_dir, progress=progress,
+                     extra_eval=extra_eval, keep_models=keep_models)
