@@ -170,12 +170,14 @@ def _rewrite(model: nn.Module, graph: fx.Graph, sites: Sequence[SkipSite]) -> Co
     nodes = {n.name: n for n in graph.nodes}
     sources = [s.source for s in sites]
     compactors = nn.Module()
+    ref = next(iter(model.parameters()), None)
+    like = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
     for s in sites:
         if s.source not in nodes or s.target not in nodes:
             raise ValueError(f"skip site {s.key} does not exist in the traced graph of "
                              f"{type(model).__name__}")
         name = s.source if sources.count(s.source) == 1 else f"{s.source}_{s.target}"
-        compactors.add_module(name, Compactor(s.channels))
+        compactors.add_module(name, Compactor(s.channels).to(**like))
         src, dst = nodes[s.source], nodes[s.target]
         with graph.inserting_after(src):
             comp = graph.call_module(f"compactors.{name}", (src,))
