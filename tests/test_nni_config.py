@@ -41,7 +41,7 @@ BAD = [
     ([{"op_types": ["Conv2d"]}], r"config_list\[0\].*needs sparse_ratio"),
     ([{"op_names": ["enc1.0", "enc9.0"], "sparse_ratio": 0.5}], r"config_list\[0\].*'enc9\.0'.*matches no module"),
     ([GOOD, {"op_names": ["dec1.9"], "sparse_ratio": 0.5}], r"config_list\[1\].*'dec1\.9'"),
-    ([{"op_types": ["Conv3d"], "sparse_ratio": 0.5}], r"config_list\[0\].*type 'Conv3d'"),
+    ([{"op_types": ["Conv3d"], "sparse_ratio": 0.5}], r"config_list\[0\].*\['Conv3d'\] matches no module"),
     ([{"op_names_re": ["^encoder"], "sparse_ratio": 0.5}], r"config_list\[0\].*'\^encoder' matches no module"),
     ([{"exclude_op_names": ["out"], "sparse_ratio": 0.5}], r"config_list\[0\] selects nothing"),
     ([{"op_types": ["LeakyReLU"], "sparse_ratio": 0.5}], r"config_list\[0\].*cannot prune.*LeakyReLU"),

@@ -27,7 +27,8 @@ def as_tuple(example_inputs: Any) -> tuple:
 class PluginPruner(Pruner):
     """NNI ``Pruner`` whose masks come from one of the plugin's engine-neutral algorithms.
 
-    Subclasses set ``prunable_types`` and implement ``_run(pure_model) -> (state_dict, masks)``:
+    Subclasses set ``prunable_types``, implement ``_setup(pure_model)`` (checks, before wrapping) and
+    ``_run(pure_model) -> (state_dict, masks)``:
     the algorithm runs on an unwrapped deep copy, then its weights and masks are written back into
     the wrapped model, so NNI's ``get_masks()``/``update_masks()``/``unwrap_model()`` work as usual.
     """
@@ -44,7 +45,11 @@ class PluginPruner(Pruner):
         self.example_inputs = as_tuple(example_inputs)
         self.sparse_ratio, self.selected = validate_config_list(model, config_list, self.prunable_types,
                                                                 type(self).__name__)
+        self._setup(copy.deepcopy(model))  # may raise: the model is not wrapped yet
         super().__init__(model, config_list, evaluator, existed_wrappers)
+
+    def _setup(self, pure: nn.Module) -> None:
+        """Build the algorithm on an unwrapped copy, so bad budgets fail before NNI wraps the model."""
 
     # NNI's default granularity is 'out_channel'; our masks are element-wise tensors of weight shape.
     def _set_default_sparse_granularity(self, target_space: PruningTargetSpace) -> None:

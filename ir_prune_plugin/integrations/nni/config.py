@@ -62,11 +62,10 @@ def validate_config_list(model: nn.Module, config_list: Any, prunable: Sequence[
                 if name not in modules:
                     raise ValueError(f"{where}[{key!r}] names {name!r}, which matches no module of the model"
                                      + _suggest(name, modules))
-        for key in ("op_types", "exclude_op_types"):
-            for t in entry.get(key, ()):
-                if t not in types:
-                    raise ValueError(f"{where}[{key!r}] names type {t!r}, which no module of the model has; "
-                                     f"types present: {sorted(types)}")
+        wanted = entry.get("op_types", ())
+        if wanted and not set(wanted) & types:  # a generic list may name absent types, but not only those
+            raise ValueError(f"{where}['op_types'] {list(wanted)} matches no module of the model; "
+                             f"types present: {sorted(types)}")
         for key in ("op_names_re", "exclude_op_names_re"):
             for pattern in entry.get(key, ()):
                 try:

@@ -70,21 +70,23 @@ class NNIMOSPPruner(PluginPruner):
             raise ValueError(f"finetune_steps={finetune_steps} needs an evaluator (nni TorchEvaluator)")
         if not isinstance(options, MOSPOptions):
             raise TypeError(f"options must be MOSPOptions, got {type(options).__name__}")
+        self._options, self._evaluate, self._size = options, evaluate, memory_input_size
+        self.finetune_steps = finetune_steps
         super().__init__(model, config_list, evaluator, example_inputs, existed_wrappers)
-        pure = self.pure_copy()
-        grouped = [n for n, m in pure.named_modules()
-                   if n in self.selected and getattr(m, "groups", 1) != 1]
+
+    def _setup(self, pure: nn.Module) -> None:
+        grouped = [n for n, m in pure.named_modules() if n in self.selected and getattr(m, "groups", 1) != 1]
         if grouped:
             raise ValueError(f"NNIMOSPPruner does not handle grouped convolutions yet: {grouped[:5]}; "
                              "exclude them with exclude_op_names")
-        size = tuple(memory_input_size) if memory_input_size is not None else tuple(self.example_inputs[0].shape)
-        ignored = tuple(dict.fromkeys(options.ignored_layers + self._ignored_layers(pure, self.prunable_types)))
-        self.options = dataclasses.replace(options, memory_input_size=size, compactors=False,
+        size = tuple(self._size) if self._size is not None else tuple(self.example_inputs[0].shape)
+        ignored = tuple(dict.fromkeys(self._options.ignored_layers
+                                      + self._ignored_layers(pure, self.prunable_types)))
+        self.options = dataclasses.replace(self._options, memory_input_size=size, compactors=False,
                                            ignored_layers=ignored)
-        self.finetune_steps = finetune_steps
         # Built now so an unreachable budget fails at construction, not in compress().
-        self._core = MOSPPruner(pure, self.example_inputs, 1.0 - self.sparse_ratio, evaluate=evaluate,
-                                finetune=self._finetune if finetune_steps else None, options=self.options)
+        self._core = MOSPPruner(pure, self.example_inputs, 1.0 - self.sparse_ratio, evaluate=self._evaluate,
+                                finetune=self._finetune if self.finetune_steps else None, options=self.options)
         self.history = self._core.history
 
     def _finetune(self, model: nn.Module) -> None:
@@ -102,6 +104,9 @@ class NNIMOSPPruner(PluginPruner):
         return kept[0], kept[1]
 
     def _run(self, pure: nn.Module) -> tuple[dict, dict]:
+        # From the current weights (the model may have changed since construction).
+        self._core = MOSPPruner(pure, self.example_inputs, 1.0 - self.sparse_ratio, evaluate=self._evaluate,
+                                finetune=self._finetune if self.finetune_steps else None, options=self.options)
         pruned = self._core.prune()
         self.history = self._core.history
         self.pruned_model = pruned

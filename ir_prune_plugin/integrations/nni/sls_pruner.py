@@ -39,16 +39,18 @@ class NNISLSPruner(PluginPruner):
             raise TypeError(f"options must be SLSOptions, got {type(options).__name__}")
         if training_steps > 0 and evaluator is None:
             raise ValueError(f"training_steps={training_steps} needs an evaluator (nni TorchEvaluator) to train with")
+        self.M, self.training_steps, self._options = M, training_steps, options
+        self.plan: dict[str, tuple[int, int]] = {}
         super().__init__(model, config_list, evaluator, example_inputs, existed_wrappers)
-        pure = self.pure_copy()
-        opts = dataclasses.replace(options, ignored_layers=self._ignored_layers(pure, self.prunable_types))
+
+    def _setup(self, pure: nn.Module) -> None:
+        self.options = dataclasses.replace(self._options,
+                                           ignored_layers=self._ignored_layers(pure, self.prunable_types))
         # Built now so bad N/M/budget combinations fail at construction, not in compress().
-        self._core = SLSPruner(pure, self.example_inputs, 1.0 - self.sparse_ratio, M=M, options=opts)
-        self.M, self.training_steps, self.options = M, training_steps, opts
+        self._core = SLSPruner(pure, self.example_inputs, 1.0 - self.sparse_ratio, M=self.M, options=self.options)
         self.dense_layers = {n: why for n, why in self._core.dense_layers.items() if n in self.selected}
         if self.dense_layers:
             _log.warning("NNISLSPruner leaves these selected layers dense: %s", self.dense_layers)
-        self.plan: dict[str, tuple[int, int]] = {}
 
     def _names_map(self, core: SLSPruner) -> dict[str, str]:
         names = {n for n, _ in core.model.named_parameters()}
@@ -60,10 +62,8 @@ class NNISLSPruner(PluginPruner):
         return out
 
     def _run(self, pure: nn.Module) -> tuple[dict, dict]:
-        core = self._core
-        self._core = None  # single use: a second compress() builds a fresh search
-        if core is None:
-            core = SLSPruner(pure, self.example_inputs, 1.0 - self.sparse_ratio, M=self.M, options=self.options)
+        # From the current weights (the model may have changed since construction).
+        core = SLSPruner(pure, self.example_inputs, 1.0 - self.sparse_ratio, M=self.M, options=self.options)
         score_opt = torch.optim.Adam(core.score_parameters(), lr=self.options.score_lr)
 
         def scores_step() -> None:
