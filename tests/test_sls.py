@@ -145,9 +145,30 @@ def test_bad_input(kwargs, exc, msg):
 def test_bad_options_and_layers():
     with pytest.raises(ValueError, match="search_steps"):
         SLSOptions(search_steps=0)
+    with pytest.raises(ValueError, match="finetune"):
+        SLSOptions(finetune="magic")
     with pytest.raises(ValueError, match="unknown layers"):
         SLSPruner(TwoScaleNet(), torch.rand(1, 3, 32, 32), 0.3, M=8, options=SLSOptions(ignored_layers=("nope",)))
     with pytest.raises(ValueError, match="no layer"):
         SLSPruner(nn.Sequential(nn.ReLU()), torch.rand(1, 3, 8, 8), 0.3, M=8)
     with pytest.raises(TypeError, match="torch.nn.Module"):
         SLSPruner("model", torch.rand(1, 3, 8, 8), 0.3, M=8)
+
+
+def test_srste_finetune_after_search_trains_pruned_weights():
+    net = TwoScaleNet()
+    p = SLSPruner(net, torch.rand(1, 3, 32, 32), 0.3, M=8,
+                  options=SLSOptions(search_steps=3, finetune="sr-ste", lambda_w=0.1))
+    p.fit(_denoise_batches(2), 4, FitOptions(lr=1e-3, progress=False))
+    assert not p.searching
+    from ir_prune_plugin.sparsity import masks as mk
+    layer = p.layers["a"]
+    w = mk.original(layer)
+    x, y = _denoise_batches(1)[0]
+    (torch.nn.functional.l1_loss(p.model(x), y) + p.regularization()).backward()
+    pruned = layer.parametrizations.weight[0].mask() == 0
+    assert (w.grad[pruned] != 0).any()  # dense straight-through gradients reach pruned weights
+    plan = p.plan
+    model = p.finalize()
+    assert check_nm(model).plan == plan
+    assert p.macs()["ratio"] <= 0.3

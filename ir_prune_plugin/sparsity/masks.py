@@ -63,6 +63,7 @@ class ScoredNMMask(FixedNMMask):
         super().__init__(weight, M, M, transposed)
         self.register_buffer("scores", torch.ones(M - 1, dtype=weight.dtype, device=weight.device).requires_grad_())
         self.frozen_n: int | None = None
+        self.straight_through = False  # after the search: SR-STE-style masks (recomputed, dense grads)
 
     def current_n(self) -> int:
         """N implied by the hard gate (or the frozen N once the search is over)."""
@@ -75,8 +76,13 @@ class ScoredNMMask(FixedNMMask):
         """N with straight-through gradient to the scores (for the MACs regulariser)."""
         return ordered_gate(self.scores).sum()
 
-    def freeze(self, n: int | None = None) -> None:
-        """Fix N (the current hard N by default) and stop training the scores."""
+    def freeze(self, n: int | None = None, straight_through: bool = False) -> None:
+        """Fix N (the current hard N by default) and stop training the scores.
+
+        ``straight_through``: from now on recompute the N:M mask from the weights at every
+        forward and pass gradients to all weights (SR-STE finetuning with this layer's N).
+        """
+        self.straight_through = bool(straight_through)
         self.frozen_n = self.current_n() if n is None else int(n)
         self.N = self.frozen_n
         self.scores.requires_grad_(False)
@@ -87,6 +93,8 @@ class ScoredNMMask(FixedNMMask):
             self.scores.clamp_(0.0, 1.0)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if self.frozen_n is not None and self.straight_through:
+            return _StraightThrough.apply(weight, nm_mask(weight, self.N, self.M, self.transposed))
         if self.frozen_n is not None:
             return super().forward(weight)
         gate = ordered_gate(self.scores).to(weight.dtype)

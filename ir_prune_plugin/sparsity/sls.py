@@ -17,6 +17,7 @@ from torch import nn
 from . import masks as mk
 from ._base import NMPrunerBase, check_ratio
 from .macs import kept_macs
+from .nm import nm_mask
 from .schedule import AnnealingSchedule
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SLSOptions:
-    """SLS settings. ``ignored_layers=None`` leaves the first and last executed layers dense."""
+    """SLS settings. ``ignored_layers=None`` leaves the first and last executed layers dense.
+
+    ``search_steps``: steps before a search that has not met the budget is projected onto it;
+    ``refresh_every``: steps between magnitude-rank refreshes (the reference: once per epoch);
+    ``reg_weight``: lambda on the kept-MACs *ratio* (the reference uses 1e-10 on absolute
+    MACs, which only suits full-size nets); ``schedule``: its annealing coefficient;
+    ``score_lr``/``score_momentum``: the pruner's own SGD on the scores; ``threshold``: gate cut.
+    ``finetune``: after the search, ``"fixed"`` (the reference: masks from magnitude ranks,
+    refreshed every ``refresh_every``; pruned weights get no gradient) or ``"sr-ste"`` (masks
+    recomputed every step, dense straight-through gradients and the ``lambda_w`` decay on
+    pruned weights, with each layer's searched N).
+    """
 
     search_steps: int = 500
     refresh_every: int = 100
@@ -33,6 +45,8 @@ class SLSOptions:
     score_lr: float = 1.0
     score_momentum: float = 0.9
     threshold: float = 0.5
+    finetune: str = "fixed"
+    lambda_w: float = 2e-4
     ignored_layers: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -42,6 +56,8 @@ class SLSOptions:
                 raise ValueError(f"{name} must be an int >= 1, got {v!r}")
         if not self.reg_weight > 0 or not self.score_lr > 0:
             raise ValueError(f"reg_weight and score_lr must be > 0, got {self.reg_weight}, {self.score_lr}")
+        if self.finetune not in ("fixed", "sr-ste"):
+            raise ValueError(f"finetune must be 'fixed' or 'sr-ste', got {self.finetune!r}")
         if not 0 < self.threshold < 1:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
 
@@ -96,8 +112,15 @@ class SLSPruner(NMPrunerBase):
         return kept_macs(self.dense_macs, self.plan) / self.total_dense
 
     def regularization(self) -> torch.Tensor:
-        """``reg_weight * schedule(progress) * soft kept-MACs ratio`` while searching, else 0."""
+        """``reg_weight * schedule(progress) * soft kept-MACs ratio`` while searching; afterwards 0
+        (or the SR-STE decay ``lambda_w / 2 * ||(1 - mask) * W||^2`` with ``finetune="sr-ste"``)."""
         if not self.searching:
+            if self.options.finetune == "sr-ste" and self.options.lambda_w > 0:
+                total = torch.zeros((), device=self._device())
+                for n, m in self.layers.items():
+                    w, mm = mk.original(m), self._masks[n]
+                    total = total + (w * (1 - nm_mask(w.detach(), mm.N, self.M, mm.transposed))).pow(2).sum()
+                return 0.5 * self.options.lambda_w * total
             return torch.zeros((), device=self._device())
         coeff = self.options.reg_weight * self.options.schedule(self.steps_done / self.options.search_steps)
         kept = sum(self._masks[n].soft_n() * (v / self.M) for n, v in self.dense_macs.items())
@@ -126,7 +149,7 @@ class SLSPruner(NMPrunerBase):
 
     def _freeze(self, plan: dict[str, int] | None = None) -> None:
         for n, m in self._masks.items():
-            m.freeze(None if plan is None else plan[n])
+            m.freeze(None if plan is None else plan[n], straight_through=self.options.finetune == "sr-ste")
             m.scores.grad = None
         self.searching = False
 

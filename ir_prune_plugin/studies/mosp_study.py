@@ -4,8 +4,9 @@ A CPU-sized SID U-Net is pretrained on the embedded sigma=25 denoising task (wei
 config). Each budget (a fraction of the dense peak at 1x3x1080x2048) is met by:
 MOSP with compactors, MOSP without compactors, memory-blind global magnitude pruning (its
 ratio bisected to the budget) and the uniformly narrower U-Net (trained from scratch for the
-dense model's pretraining steps). Every pruned model then gets the same number of finetune
-steps; MOSP's short finetunes between outer steps are taken out of that same budget.
+dense model's pretraining plus finetuning steps). Every pruned model then gets the same number of
+finetune steps; MOSP's short finetunes between outer steps (``loop_finetune_steps`` each, at most
+``loop_finetune_share`` of the budget) are taken out of that same budget.
 """
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ class MOSPStudyConfig:
     pretrain_lr: float = 1e-3              # the demo's pretraining uses 1e-3 too (shared cache)
     finetune_steps: int = 200
     finetune_lr: float = 3e-4
-    loop_finetune_steps: int = 5        # MOSP: steps after each outer step (out of finetune_steps)
+    loop_finetune_steps: int = 2        # MOSP: steps after each outer step (out of finetune_steps) ...
+    loop_finetune_share: float = 0.5    # ... until this share of finetune_steps is used; the rest at the end
     budgets: tuple[float, ...] = (0.5, 0.25)
     val_size: int = 192
     heldout_patches: int = 8            # MOSP's evaluate batch (train photos, separate seed)
@@ -167,7 +169,8 @@ def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache
             used = {"steps": 0}
 
             def loop_ft(model: nn.Module, _used=used) -> nn.Module:
-                steps = min(cfg.loop_finetune_steps, cfg.finetune_steps - _used["steps"])
+                cap = int(cfg.loop_finetune_share * cfg.finetune_steps)
+                steps = min(cfg.loop_finetune_steps, cap - _used["steps"])
                 _used["steps"] += max(steps, 0)
                 return finetune(model, max(steps, 0), "MOSP loop finetune")
 

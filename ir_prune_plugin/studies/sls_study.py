@@ -46,11 +46,12 @@ class StudyConfig:
     refresh_every: int = 50
     val_size: int = 128
     macs_input: int = 64
+    sls_srste: bool = True
 
 
 FULL = StudyConfig()
 QUICK = StudyConfig(num_feat=16, num_block=2, M=8, patch=32, batch_size=4, pretrain_steps=50,
-                    finetune_steps=16, search_steps=8, refresh_every=8, val_size=48)
+                    finetune_steps=16, search_steps=8, refresh_every=8, val_size=48, sls_srste=False)
 
 
 def _pretrained(cfg: StudyConfig, cache_dir: Path, seed: int, progress: bool) -> nn.Module:
@@ -108,13 +109,17 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, seed: int = 0, cache_dir
         return row
 
     rows = [score("dense", dense, dense_macs, "dense")]
-    sls_opts = SLSOptions(search_steps=cfg.search_steps, refresh_every=cfg.refresh_every)
-    torch.manual_seed(seed)
-    sls = SLSPruner(dense, x, cfg.budget, M=cfg.M, options=sls_opts)
-    sls.fit(train, cfg.finetune_steps, fopts)
-    sls_model = sls.finalize()
-    sls_macs = sls.macs()["model_kept"]
-    rows.append(score("sls", sls_model, sls_macs, _plan_summary(sls.plan)) | {"projected": sls.projected})
+    sls_macs = None
+    variants = (("sls", "fixed"), ("sls+sr-ste", "sr-ste")) if cfg.sls_srste else (("sls", "fixed"),)
+    for name, finetune in variants:
+        torch.manual_seed(seed)
+        sls = SLSPruner(dense, x, cfg.budget, M=cfg.M, options=SLSOptions(
+            search_steps=cfg.search_steps, refresh_every=cfg.refresh_every, finetune=finetune))
+        sls.fit(train, cfg.finetune_steps, fopts)
+        sls_model = sls.finalize()
+        sls_macs = sls.macs()["model_kept"] if sls_macs is None else sls_macs
+        rows.append(score(name, sls_model, sls.macs()["model_kept"], _plan_summary(sls.plan))
+                    | {"projected": sls.projected})
     n_uniform = n_for_budget(cfg.budget, cfg.M)
     for name, cls in (("one-shot", OneShotNM), ("sr-ste", SRSTEPruner)):
         torch.manual_seed(seed)
@@ -193,5 +198,10 @@ def _plot(rows: list[dict], path: Path) -> Path:
 
 def run_sls_study(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
                   cache_dir: str | Path | None = None) -> dict:
-    """SLS at 25 % MACs vs one-shot N:M, SR-STE and L1 filter pruning; rows + plot (used by ``irprune demo``)."""
+    """SLS at 25 % MACs vs one-shot N:M, SR-STE and L1 filter pruning; rows + plot (used by ``irprune demo``).
+
+    Rows: ``dense``, ``sls`` (reference finetuning), ``sls+sr-ste`` (searched N, SR-STE
+    finetuning), ``one-shot`` and ``sr-ste`` (uniform N = budget x M), ``l1-filter`` (matched to
+    SLS's total MACs). All pruned models get the same number of training steps.
+    """
     return run_study(QUICK if quick else FULL, out_dir, seed=seed, cache_dir=cache_dir)
