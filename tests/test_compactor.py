@@ -65,14 +65,26 @@ def test_user_model_untouched_and_result_is_trainable(unet: nn.Module) -> None:
     assert all(torch.equal(before[k], v) for k, v in unet.state_dict().items())
     keys = [k for k in model.state_dict() if k.startswith("compactors.")]
     assert len(keys) == 4 and "Compactor" in str(model)
+    assert [k for k in model.state_dict() if k not in keys] == list(unet.state_dict())
+    assert isinstance(model.get_submodule(next(iter(dict(unet.named_children())))), type(
+        next(iter(unet.children()))))  # containers keep their class (indexable Sequentials)
 
 
 def test_deepcopy_keeps_sites_and_spec() -> None:
-    model = insert_compactors(build_arch("sid_unet", width=0.25), torch.rand(1, 3, 16, 16))
+    base = build_arch("sid_unet", width=0.25)
+    nn.init.normal_(base.out.weight, std=0.1)
+    model = insert_compactors(base, torch.rand(1, 3, 16, 16))
     clone = copy.deepcopy(model)
     assert isinstance(clone, CompactorGraphModule)
     assert clone.irprune_compactors == model.irprune_compactors
     assert clone.irprune_arch == {"type": "sid_unet", "width": 0.25}
+    assert isinstance(clone.dec1, nn.Sequential) and clone.dec1[0] is not model.dec1[0]
+    assert list(clone.state_dict()) == list(model.state_dict())
+    assert str(clone).startswith("SIDUNetWithCompactors(")
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        clone.get_submodule("compactors.enc1_3").weight.mul_(2)
+        assert not torch.equal(clone(x), model(x))  # the clone owns its weights
 
 
 def test_which_selects_sites() -> None:

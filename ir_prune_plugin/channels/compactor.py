@@ -85,11 +85,17 @@ class SkipSite:
 
 
 class CompactorGraphModule(fx.GraphModule):
-    """A GraphModule that keeps the ``irprune_*`` attributes (arch spec, compactor sites, N:M
-    plan) through ``copy.deepcopy`` (plain GraphModules drop custom attributes there)."""
+    """A GraphModule that keeps its original containers (indexable Sequentials) and the
+    ``irprune_*`` attributes (arch spec, compactor sites, N:M plan) through ``copy.deepcopy``
+    (plain GraphModules rebuild containers and drop custom attributes there)."""
 
     def __deepcopy__(self, memo: dict[int, Any]) -> "CompactorGraphModule":
         res = super().__deepcopy__(memo)
+        for name in list(res._modules):  # GraphModule re-creates plain containers: restore ours
+            delattr(res, name)
+        for name, child in self.named_children():
+            res.add_module(name, copy.deepcopy(child, memo))
+        type(res).__name__ = type(self).__name__  # keep "<Arch>WithCompactors" in printouts
         for k, v in self.__dict__.items():
             if k.startswith("irprune_"):
                 setattr(res, k, copy.deepcopy(v, memo))
@@ -185,6 +191,19 @@ def _rewrite(model: nn.Module, graph: fx.Graph, sites: Sequence[SkipSite]) -> Co
     model.add_module("compactors", compactors)  # model is our private copy
     graph.lint()
     gm = CompactorGraphModule(model, graph, class_name=f"{type(model).__name__}WithCompactors")
+    # fx rebuilds containers as plain nn.Modules holding only traced leaves; put the original
+    # children back (same objects) so indexing (model.dec1[0]), printing and state_dict keys
+    # stay those of the original network.
+    for name in list(gm._modules):
+        delattr(gm, name)
+    for name, child in model.named_children():
+        gm.add_module(name, child)
+    for name, p in model.named_parameters(recurse=False):
+        if name not in gm._parameters:
+            gm.register_parameter(name, p)
+    for name, b in model.named_buffers(recurse=False):
+        if name not in gm._buffers:
+            gm.register_buffer(name, b, persistent=name not in model._non_persistent_buffers_set)
     for k, v in vars(model).items():
         if k.startswith("irprune_"):
             setattr(gm, k, copy.deepcopy(v))
