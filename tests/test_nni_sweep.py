@@ -39,12 +39,18 @@ def test_web_server_patch_binds_loopback_only(tmp_path):
     env_before = os.environ.get("NODE_OPTIONS")
     plain = subprocess.run([_node(), "-e", _LISTEN_JS], capture_output=True, text=True, timeout=60)
     assert plain.stdout.strip() in ("::", "0.0.0.0")  # what NNI's server does on its own
+    import nni.experiment.launcher as nni_launcher
+    import nni.tools.nnictl.config_utils as cu
+
+    check_before, registry_before = nni_launcher._check_rest_server, cu.Experiments.__init__.__defaults__
     with local_only_nni(tmp_path / "nni"):
         patched = subprocess.run([_node(), "-e", _LISTEN_JS], capture_output=True, text=True, timeout=60)
-        import nni.tools.nnictl.config_utils as cu
         assert cu.Experiments.__init__.__defaults__ == (str(tmp_path / "nni" / "registry"),)
+        assert nni_launcher._check_rest_server is not check_before
     assert patched.stdout.strip() == "127.0.0.1", patched.stderr
-    assert os.environ.get("NODE_OPTIONS") == env_before  # restored
+    assert os.environ.get("NODE_OPTIONS") == env_before  # everything restored
+    assert nni_launcher._check_rest_server is check_before
+    assert cu.Experiments.__init__.__defaults__ == registry_before
 
 
 def test_repo_search_space_is_valid_and_bad_ones_are_named(tmp_path):

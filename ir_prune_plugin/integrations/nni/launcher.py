@@ -7,6 +7,8 @@ Two documented run-time patches (nothing in site-packages is edited), active onl
   preload script, passed through ``NODE_OPTIONS=--require``, makes such calls bind 127.0.0.1.
 * ``nnictl``'s experiment registry is written to ``~/nni-experiments/.experiment`` whatever the
   working directory; its default folder is pointed inside the sweep's output folder.
+* NNI gives its web server 3 s to answer after starting it, which a busy machine misses
+  ("Create experiment failed: Expecting value ..."); the start-up check is given 60 tries instead.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ _log = logging.getLogger(__name__)
 
 SEARCH_SPACE = Path(__file__).with_name("search_space.json")
 TERMINAL = ("DONE", "ERROR", "STOPPED")
+START_TRIES = 60  # seconds NNI's web server may take to come up
 TRIAL_DONE = ("SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED")
 
 _BIND_JS = """\
@@ -82,6 +85,7 @@ class SweepResult:
 @contextlib.contextmanager
 def local_only_nni(work_dir: Path) -> Iterator[None]:
     """Within the block, NNI's web server binds 127.0.0.1 and its registry lives under ``work_dir``."""
+    import nni.experiment.launcher as nni_launcher
     import nni.tools.nnictl.config_utils as config_utils
 
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -91,9 +95,16 @@ def local_only_nni(work_dir: Path) -> Iterator[None]:
     old_defaults = config_utils.Experiments.__init__.__defaults__
     os.environ["NODE_OPTIONS"] = f"{old_env or ''} --require {shlex.quote(str(script))}".strip()
     config_utils.Experiments.__init__.__defaults__ = (str(work_dir / "registry"),)
+    check = nni_launcher._check_rest_server
+
+    def patient_check(port: int, retry: int = 3, url_prefix: str | None = None) -> None:
+        return check(port, retry=max(retry, START_TRIES), url_prefix=url_prefix)
+
+    nni_launcher._check_rest_server = patient_check
     try:
         yield
     finally:
+        nni_launcher._check_rest_server = check
         config_utils.Experiments.__init__.__defaults__ = old_defaults
         if old_env is None:
             os.environ.pop("NODE_OPTIONS", None)

@@ -3,9 +3,12 @@
 NNI pruners return masks as ``{module_name: {'weight': mask, 'bias': mask}}``. :func:`speedup`
 first bakes every mask into its parameter (so fine-grained and N:M masks are kept exactly), then
 removes each output channel that is masked in *every* layer that Torch-Pruning couples with it
-(a residual add, a concat skip, a compactor ...). Removing such a channel changes nothing: its
-activation is exactly zero. A channel masked in only some of its coupled producers stays (zeroed),
-so the result always computes what the masked model computes.
+(a residual add, a concat skip, a compactor, the r*r channels of a pixel-shuffle block ...).
+Removing such a channel changes nothing: its activation is exactly zero, provided the element-wise
+ops after it map 0 to 0 (ReLU, LeakyReLU, GELU, tanh -- not sigmoid; a BatchNorm is a coupled
+producer and must be masked too). A channel masked in only some of its coupled producers stays
+(zeroed), and channels that reach the network output are never removed, so the result has the
+same output shape and computes what the masked model computes.
 """
 from __future__ import annotations
 
@@ -80,8 +83,8 @@ def _validate(model: nn.Module, masks: Masks) -> dict[str, nn.Module]:
 
 
 def apply_masks(model: nn.Module, masks: Masks) -> None:
-    """Multiply every masked parameter of ``model`` by its mask, in place."""
-    modules = dict(model.named_modules())
+    """Multiply every masked parameter of ``model`` by its mask, in place (NNI's mask format)."""
+    modules = _validate(model, masks)
     with torch.no_grad():
         for name, targets in masks.items():
             for tname, mask in targets.items():
