@@ -217,3 +217,16 @@ def test_unsupported_architectures_fail_clearly(net: type) -> None:
     with pytest.raises(UnsupportedArchitectureError, match="cannot prune this network safely"):
         tp_kwargs(model, torch.rand(1, 3, 8, 8))
     tp_kwargs(model, torch.rand(1, 3, 8, 8), check=False)  # the user may opt out
+
+
+def test_hand_registered_pruners_work_without_tp_kwargs() -> None:
+    from ir_prune_plugin.integrations.torch_pruning import CompactorPruner, PixelShufflePruner
+    model = build_arch("edsr", num_feat=16, num_block=1, upscale=2).eval()
+    pruner = tp.pruner.MetaPruner(
+        model, X16, CompactorMagnitudeImportance(), pruning_ratio=0.5, ignored_layers=[model.conv_last],
+        customized_pruners={nn.PixelShuffle: PixelShufflePruner(), Compactor: CompactorPruner()},
+        root_module_types=[nn.Conv2d, nn.PixelShuffle, Compactor])
+    pruner.step()
+    assert model.upsample[0].out_channels == 32 and model.conv_last.in_channels == 8
+    with torch.no_grad():
+        assert model(X16).shape == (1, 3, 32, 32)

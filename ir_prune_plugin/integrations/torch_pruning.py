@@ -80,6 +80,7 @@ class PixelShufflePruner(tp.pruner.BasePruningFunc):
     def __init__(self) -> None:
         super().__init__()
         self._channels: "weakref.WeakKeyDictionary[nn.Module, int]" = weakref.WeakKeyDictionary()
+        _install_index_mapping_rule()  # any graph this pruner is registered in gets the mapping
 
     def prune_out_channels(self, layer: nn.PixelShuffle, idxs: Sequence[int]) -> nn.PixelShuffle:
         if layer in self._channels:
