@@ -17,7 +17,7 @@ from torch import nn
 from . import masks as mk
 from ._base import NMPrunerBase, check_ratio
 from .macs import kept_macs
-from .nm import nm_mask
+from .nm import check_n_m, nm_mask
 from .schedule import AnnealingSchedule
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,8 @@ class SLSPruner(NMPrunerBase):
         budget = check_ratio("macs_budget", macs_budget)
         if not isinstance(options, SLSOptions):
             raise TypeError(f"options must be SLSOptions, got {type(options).__name__}")
-        if isinstance(M, int) and not isinstance(M, bool) and M > 0 and budget < 1.0 / M:
+        check_n_m(1, M)
+        if budget < 1.0 / M:
             raise ValueError(f"macs_budget={budget} is below 1/M={1 / M:.4f}, the least any N:{M} plan keeps; "
                              "use a larger budget or a larger M")
         if M == 1:

@@ -47,11 +47,14 @@ class StudyConfig:
     val_size: int = 128
     macs_input: int = 64
     sls_srste: bool = True
+    filter_iters: int = 8
+    train_names: tuple[str, ...] | None = None  # None: every embedded training photo
 
 
 FULL = StudyConfig()
 QUICK = StudyConfig(num_feat=16, num_block=2, M=8, patch=32, batch_size=4, pretrain_steps=50,
-                    finetune_steps=16, search_steps=8, refresh_every=8, val_size=48, sls_srste=False)
+                    finetune_steps=16, search_steps=8, refresh_every=8, val_size=48, sls_srste=False,
+                    filter_iters=4, train_names=("astronaut", "coffee"))
 
 
 def _pretrained(cfg: StudyConfig, cache_dir: Path, seed: int, progress: bool) -> nn.Module:
@@ -60,12 +63,13 @@ def _pretrained(cfg: StudyConfig, cache_dir: Path, seed: int, progress: bool) ->
     torch.manual_seed(seed)
     model = build_arch("edsr", num_feat=cfg.num_feat, num_block=cfg.num_block, upscale=2)
     key = json.dumps({"feat": cfg.num_feat, "block": cfg.num_block, "patch": cfg.patch, "bs": cfg.batch_size,
-                      "steps": cfg.pretrain_steps, "lr": cfg.pretrain_lr, "seed": seed}, sort_keys=True)
+                      "steps": cfg.pretrain_steps, "lr": cfg.pretrain_lr, "seed": seed,
+                      **({"names": list(cfg.train_names)} if cfg.train_names else {})}, sort_keys=True)
     path = cache_dir / f"edsr_x2_{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
         return model
-    data = SRDataset("train", scale=2, patch=cfg.patch, seed=seed)
+    data = SRDataset("train", scale=2, patch=cfg.patch, seed=seed, names=cfg.train_names)
     fit(model, data, cfg.pretrain_steps, lr=cfg.pretrain_lr, batch_size=cfg.batch_size, seed=seed,
         progress=progress, desc="pretrain")
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -92,7 +96,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, seed: int = 0, cache_dir
     cache = Path(cache_dir) if cache_dir is not None else out / "cache"
     t0 = time.time()
     dense = _pretrained(cfg, cache, seed, progress)
-    train = SRDataset("train", scale=2, patch=cfg.patch, seed=seed + 1)
+    train = SRDataset("train", scale=2, patch=cfg.patch, seed=seed + 1, names=cfg.train_names)
     sets = eval_sets or {"val": SRDataset("val", scale=2, val_size=cfg.val_size)}
     x = torch.zeros(1, 3, cfg.macs_input, cfg.macs_input)
     dense_macs = total_macs(dense, x)
@@ -128,7 +132,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, seed: int = 0, cache_dir
         m = p.finalize()
         rows.append(score(name, m, p.macs()["model_kept"], _plan_summary(p.plan)))
     torch.manual_seed(seed)
-    filt = l1_filter_prune(dense, x, sls_macs)
+    filt = l1_filter_prune(dense, x, sls_macs, iters=cfg.filter_iters)
     fit(filt, train, cfg.finetune_steps, lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=seed,
         progress=progress, desc="l1-filter")
     rows.append(score("l1-filter", filt, total_macs(filt, x), "channels " + ",".join(
