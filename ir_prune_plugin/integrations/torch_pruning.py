@@ -254,8 +254,9 @@ def _check_supported(graph: tp.DependencyGraph) -> None:
     if bad:
         raise UnsupportedArchitectureError(
             "Torch-Pruning dependency rules cannot prune this network safely: the operation(s) "
-            f"{sorted(set(bad))} mix or move channels of a prunable layer's output (attention, "
-            "token reshapes, functional pixel (un)shuffle). Supported: conv/linear nets with "
+            f"{sorted(set(bad))} mix or move channels of a prunable layer's output or weights "
+            "(attention, token reshapes, functional pixel (un)shuffle, conv weights computed in "
+            "forward as in re-parameterised blocks like ECBSR). Supported: conv/linear nets with "
             "concat and add skips, nn.PixelShuffle upsamplers and Compactors. Use the nn.PixelShuffle "
             "module instead of F.pixel_shuffle, or pass check=False to skip this check.")
 
