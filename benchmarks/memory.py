@@ -74,7 +74,7 @@ def cuda_eager_peak(model: torch.nn.Module, x: torch.Tensor) -> int:
 
 
 def run_case(label: str, arch: str, kw: dict, hw: tuple[int, int], device: torch.device,
-             measure_limit: int) -> dict:
+             measure_limit: int, modes: tuple[str, ...] = ("scheduled", "eager")) -> dict:
     """Estimate (and measure, when the input is small enough) one net at one size."""
     model = build_arch(arch, **kw).eval()
     shape = (1, 3, *hw)
@@ -87,12 +87,13 @@ def run_case(label: str, arch: str, kw: dict, hw: tuple[int, int], device: torch
         return row
     model = model.to(device)
     x = torch.rand(shape, device=device)
-    for mode in ("scheduled", "eager"):
+    for mode in modes:
         t0 = time.perf_counter()
         row[f"{mode}_bytes"] = measure_peak_memory(model, x, mode=mode)
         row[f"{mode}_s"] = time.perf_counter() - t0
         gc.collect()
-    row["estimate_over_scheduled"] = row["estimate_bytes"] / row["scheduled_bytes"]
+    if "scheduled_bytes" in row:
+        row["estimate_over_scheduled"] = row["estimate_bytes"] / row["scheduled_bytes"]
     if device.type == "cuda":
         row["cuda_max_allocated_bytes"] = cuda_eager_peak(model, x)
     return row
@@ -117,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="folder for memory.json")
     ap.add_argument("--quick", action="store_true", help="small sizes only")
     ap.add_argument("--nets", default=",".join(c[1] for c in CASES), help="comma-separated archs")
+    ap.add_argument("--largest-only", action="store_true", help="only the largest size of each net")
+    ap.add_argument("--modes", default="scheduled,eager", help="measurement modes to run")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--measure-limit", type=int, default=None,
                     help="measure only inputs with at most this many pixels (default: all on CUDA, "
@@ -126,12 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     wanted = set(args.nets.split(","))
     rows = []
     jobs = [(label, arch, kw, hw) for label, arch, kw, sizes in CASES if arch in wanted
-            for hw in (QUICK[arch] if args.quick else sizes)]
+            for hw in (QUICK[arch] if args.quick else sizes[-1:] if args.largest_only else sizes)]
+    modes = tuple(m for m in args.modes.split(",") if m)
+    if not modes or any(m not in ("scheduled", "eager") for m in modes):
+        raise ValueError(f"--modes must list scheduled and/or eager, got {args.modes!r}")
     for label, arch, kw, hw in tqdm(jobs, desc="memory benchmark"):
         limit = args.measure_limit
         if limit is None:
             limit = 10 ** 9 if device.type == "cuda" else (1080 * 2048 if "unet" in arch else 128 * 128)
-        rows.append(run_case(label, arch, kw, hw, device, limit))
+        rows.append(run_case(label, arch, kw, hw, device, limit, modes))
         tqdm.write(json.dumps(rows[-1]))
     timing = time_estimate()
     print_table(rows)

@@ -5,7 +5,6 @@ import resource
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ir_prune_plugin.archs import build_arch

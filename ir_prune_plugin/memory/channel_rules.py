@@ -1,7 +1,6 @@
 """Which prunable layer's output channels make up the channel dimension of each graph value."""
 from __future__ import annotations
 
-import logging
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -11,8 +10,6 @@ from torch import nn
 from torch.fx import Node
 
 from .liveness import module_path, op_name, tensor_leaves
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

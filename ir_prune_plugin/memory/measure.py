@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import logging
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -18,7 +17,6 @@ from torch.utils._pytree import tree_leaves
 
 from .trace import ExampleInputs, check_model, export_graph, normalize_inputs
 
-log = logging.getLogger(__name__)
 MODES = ("scheduled", "eager")
 
 
@@ -94,6 +92,7 @@ def run_scheduled(ep: ExportedProgram, feeds: list[torch.Tensor]) -> Any:
     nodes = list(ep.graph.nodes)
     last_use: dict[Node, int] = {}
     for i, node in enumerate(nodes):
+        last_use[node] = i  # a value nobody reads dies right after its own step
         for arg in node.all_input_nodes:
             last_use[arg] = i
     free_at: dict[int, list[Node]] = {}
