@@ -152,3 +152,41 @@ def test_mosp_nni_pruner_rejects_an_unreachable_budget_without_wrapping():
     with pytest.raises(ValueError, match="cannot be reached"):
         NNIMOSPPruner(model, cfg, example_inputs=x, memory_input_size=(1, 3, 32, 32))
     assert not _wrapped(model)
+
+
+def test_compactors_are_nni_targets_for_mosp_and_for_nni_own_pruners():
+    from nni.compression.pruning import L1NormPruner
+
+    from ir_prune_plugin.channels.compactor import Compactor, insert_compactors
+    from ir_prune_plugin.integrations.nni import register_compactor
+
+    model, _, data = _net("sid_unet")
+    x = torch.rand(1, 3, 16, 16)
+    model = insert_compactors(model, x)
+    names = [n for n, m in model.named_modules() if isinstance(m, Compactor)]
+    assert len(names) == 4
+    cfg = [{"op_types": ["Conv2d", "ConvTranspose2d", "Compactor"], "exclude_op_names": ["out"], "sparse_ratio": 0.4}]
+    pruner = NNIMOSPPruner(model, cfg, example_inputs=x, memory_input_size=(1, 3, 32, 32),
+                           options=MOSPOptions(outer_stride=8192, min_channels=1))
+    _, masks = pruner.compress()
+    assert set(names) <= set(masks)  # NNI wrapped the compactors
+    pruner.unwrap_model()
+    small = speedup(model, masks, x)
+    shrunk = [n for n in names if small.get_submodule(n).out_channels < model.get_submodule(n).out_channels]
+    assert shrunk  # MOSP cut a skip through its compactor
+    masked = copy.deepcopy(model)
+    apply_masks(masked, masks)
+    with torch.no_grad():
+        assert torch.allclose(small(x), masked(x), atol=1e-4)
+
+    register_compactor()  # NNI's own pruners can target Compactor once registered
+    stock = L1NormPruner(copy.deepcopy(model), [{"op_types": ["Compactor"], "sparse_ratio": 0.5}])
+    _, l1_masks = stock.compress()
+    assert set(l1_masks) == set(names)
+    stock.unwrap_model()
+    small = speedup(stock.bound_model, l1_masks, x)
+    assert all(small.get_submodule(n).out_channels == model.get_submodule(n).out_channels // 2 for n in names)
+    masked = copy.deepcopy(stock.bound_model)
+    apply_masks(masked, l1_masks)
+    with torch.no_grad():
+        assert torch.allclose(small(x), masked(x), atol=1e-4)
