@@ -164,7 +164,7 @@ def run_adaptive_study(cfg: StudyConfig, out_dir: str | Path, images: list[tuple
     for b in sorted(budgets):
         torch.manual_seed(seed)
         p = SLSPruner(dense, x, b, M=cfg.M, options=SLSOptions(search_steps=cfg.search_steps,
-                                                              refresh_every=cfg.refresh_every))
+                                                              refresh_every=cfg.refresh_every, finetune="sr-ste"))
         p.fit(train, cfg.finetune_steps, fopts)
         models.append(p.finalize().eval())
     costs = [macs_per_pixel(m) for m in models]
@@ -198,6 +198,29 @@ def _plot(rows: list[dict], path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_sweep(results: list[dict], path: str | Path, metric: str | None = None) -> Path:
+    """One PSNR-vs-MACs line per method over several study results (e.g. budgets 0.25 and 0.125)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for res in results for r in res["rows"]]
+    key = metric or ("psnr" if "psnr" in rows[0] else next(k for k in rows[0] if k.startswith("psnr")))
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for method in dict.fromkeys(r["method"] for r in rows):
+        pts = sorted({(r["macs"] / 1e6, r[key]) for r in rows if r["method"] == method})
+        ax.plot(*zip(*pts), marker="o", label=method)
+    ax.set_xlabel("MACs (M) per 64x64 LR input")
+    ax.set_ylabel(f"{key} (dB, Y)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
 
 
 def run_sls_study(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
