@@ -59,6 +59,18 @@ def _train(opt: Path, cwd: Path, *extra: str) -> subprocess.CompletedProcess:
     return _run([sys.executable, "-m", "ir_prune_plugin.train", "-opt", str(opt), *extra], cwd)
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(opt: Path, cwd: Path) -> subprocess.CompletedProcess:
+    return _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                 "127.0.0.1", "--master_port", str(_free_port()), "-m", "ir_prune_plugin.train", "-opt", str(opt),
+                 "--launcher", "pytorch"], cwd)
+
+
 def _log_text(folder: Path, prefix: str) -> str:
     logs = sorted(folder.glob(f"{prefix}_*.log"))
     assert logs, f"no {prefix} log in {folder}"
@@ -142,3 +154,93 @@ def test_sls_demo_prunes_to_budget_reloads_and_resumes(tmp_path: Path) -> None:
     assert not re.search(r"iter:\s+(5|10|15),", resumed)
     net2, meta2 = _load(exp / "models" / "net_g_latest.pth")
     assert meta2["phase"] == "finetune" and net2.irprune_nm_plan == plan
+
+
+MOSP_FAST = {"logger.use_tb_logger": False, "train.total_iter": 20, "pruning.start_iter": 5, "pruning.finetune_iters": 1,
+             "pruning.options.memory_input_size": [1, 3, 128, 128], "pruning.options.outer_stride": 524288,
+             "pruning.options.inner_step": 262144, "pruning.options.sensitivity_points": [1],
+             "logger.save_checkpoint_freq": 10, "val.val_freq": 10, "logger.print_freq": 5,
+             "datasets.train.gt_size": 32, "datasets.train.length": 100, "datasets.val.val_size": 64}
+
+
+def test_mosp_demo_meets_memory_budget_reloads_and_resumes(tmp_path: Path) -> None:
+    from ir_prune_plugin.archs import build_arch
+    from ir_prune_plugin.memory import estimate_peak_memory
+    opt = _yaml(DEMO / "mosp_sidunet_denoise.yml", tmp_path / "mosp.yml", MOSP_FAST)
+    _torchrun(opt, tmp_path)  # 2 CPU ranks (gloo): rank 0 prunes, every rank gets the same network
+    exp = tmp_path / "experiments" / "irprune_demo_mosp_sidunet"
+    text = _log_text(exp, "train")
+    assert "MOSP pruned at iter 6" in text and "World size (gpu number): 2" in text
+    ranks = [json.loads((exp / f"structure_rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["phase"] == "finetune" and ranks[0] == ranks[1]
+    psnr = _psnrs(text)
+    assert len(psnr) >= 2 and all(15 < p < 60 for p in psnr)
+    history = json.loads((exp / "mosp_history.json").read_text())
+    assert history["finished"] and history["records"]
+
+    # independently: the dense net's peak at the memory size, half of it, and the pruned net's peak
+    size = (1, 3, 128, 128)
+    dense = build_arch("sid_unet", width=0.25)
+    budget = 0.5 * estimate_peak_memory(dense, torch.empty(size, device="meta")).peak_bytes
+    net, meta = _load(exp / "models" / "net_g_latest.pth")
+    assert meta["method"] == "mosp" and meta["phase"] == "finetune"
+    assert {k: list(v.shape) for k, v in net.state_dict().items()} == ranks[0]["shapes"]
+    assert estimate_peak_memory(net, torch.empty(size, device="meta")).peak_bytes <= budget
+    pruned_conv, dense_conv = dict(net.named_modules())["enc1.0"], dict(dense.named_modules())["enc1.0"]
+    assert pruned_conv.out_channels < dense_conv.out_channels  # the peak lives at full resolution
+    assert any(type(m).__name__ == "Compactor" for m in net.modules())
+    x = torch.rand(1, 3, 40, 56)
+    assert net(x).shape == x.shape  # any size still works after pruning
+
+    test_text, _ = _reload_and_test(opt, exp / "models" / "net_g_latest.pth", tmp_path)
+    assert _params_logged(test_text)[-1] == sum(p.numel() for p in net.parameters())
+    assert _psnrs(test_text)[-1] == pytest.approx(psnr[-1], abs=1e-3)
+
+    _train(opt, tmp_path, "--auto_resume", "--force_yml", "train:total_iter=25")
+    text2 = _log_text(exp, "train")
+    assert re.search(r"Resuming training from epoch: \d+, iter: 20\.", text2)
+    resumed = text2.split("Resuming training from")[-1]
+    assert "Loaded pruned mosp network (finetune)" in text2 and "MOSP pruned" not in resumed
+    assert re.search(r"iter:\s+25,", resumed)
+    net2, _ = _load(exp / "models" / "net_g_latest.pth")
+    assert {k: v.shape for k, v in net2.state_dict().items()} == {k: v.shape for k, v in net.state_dict().items()}
+
+
+def test_torchrun_two_cpu_ranks_end_the_sls_search_with_one_plan(tmp_path: Path) -> None:
+    overrides = {**SLS_FAST, "train.total_iter": 24, "pruning.start_iter": 4, "pruning.options.search_steps": 10,
+                 "logger.save_checkpoint_freq": 12, "val.val_freq": 12, "datasets.train.length": 100,
+                 "logger.use_tb_logger": False}
+    opt = _yaml(DEMO / "sls_edsr_x2.yml", tmp_path / "dist.yml", overrides)
+    _torchrun(opt, tmp_path)
+    exp = tmp_path / "experiments" / "irprune_demo_sls_edsr_x2"
+    text = _log_text(exp, "train")
+    assert "World size (gpu number): 2" in text and "SLS search ended" in text and _psnrs(text)
+    ranks = [json.loads((exp / f"structure_rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["phase"] == "finetune" and ranks[0] == ranks[1]
+    net, _ = _load(exp / "models" / "net_g_latest.pth")
+    assert {k: list(v.shape) for k, v in net.state_dict().items()} == ranks[0]["shapes"]
+    assert {k: list(v) for k, v in net.irprune_nm_plan.items()} == ranks[0]["nm_plan"]
+
+
+def test_bad_pruning_blocks_fail_at_start_up(tmp_path: Path) -> None:
+    base = DEMO / "sls_edsr_x2.yml"
+    cmd = [sys.executable, "-m", "ir_prune_plugin.train", "-opt"]
+    opt = _yaml(base, tmp_path / "bad_method.yml", {"pruning.method": "magic"})
+    proc = subprocess.run([*cmd, str(opt)], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "pruning.method" in proc.stderr and "magic" in proc.stderr
+    assert not (tmp_path / "experiments").exists()  # rejected before BasicSR made any folder
+
+    raw = yaml.safe_load(base.read_text())
+    del raw["pruning"]["budget"]
+    (tmp_path / "no_budget.yml").write_text(yaml.safe_dump(raw))
+    proc = subprocess.run([*cmd, str(tmp_path / "no_budget.yml")], cwd=tmp_path, env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "pruning.budget is missing" in proc.stderr
+
+    # a budget the network cannot reach is found when the model is built, before iteration 1
+    opt = _yaml(DEMO / "mosp_sidunet_denoise.yml", tmp_path / "unreachable.yml",
+                {**MOSP_FAST, "pruning.budget": "1KB"})
+    proc = subprocess.run([*cmd, str(opt)], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "pruning.budget" in proc.stderr and "cannot be reached" in proc.stderr
+    log = _log_text(tmp_path / "experiments" / "irprune_demo_mosp_sidunet", "train")
+    assert "Start training" not in log

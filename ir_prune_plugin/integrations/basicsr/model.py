@@ -217,8 +217,9 @@ class IRPruneModel(SRModel):
             return
         bare = self.get_bare_model(self.net_g)
         plan = stats_plan(bare)
+        plain = self._export(bare)[0]
         record = {"reason": reason, "phase": self.phase,
-                  "shapes": {k: list(v.shape) for k, v in bare.state_dict().items()},
+                  "shapes": {k: list(v.shape) for k, v in plain.state_dict().items()},
                   "nm_plan": {k: list(v) for k, v in plan.items()}}
         with open(os.path.join(root, f"structure_rank{dist_sync.rank()}.json"), "w") as f:
             json.dump(record, f, indent=1, sort_keys=True)
