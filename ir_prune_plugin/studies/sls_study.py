@@ -49,12 +49,13 @@ class StudyConfig:
     sls_srste: bool = True
     filter_iters: int = 8
     train_names: tuple[str, ...] | None = None  # None: every embedded training photo
+    threads: int | None = None  # torch threads during the run (restored after); tiny nets: 1
 
 
 FULL = StudyConfig()
 QUICK = StudyConfig(num_feat=16, num_block=2, M=8, patch=32, batch_size=4, pretrain_steps=50,
                     finetune_steps=16, search_steps=8, refresh_every=8, val_size=48, sls_srste=False,
-                    filter_iters=4, train_names=("astronaut", "coffee"))
+                    filter_iters=4, train_names=("astronaut", "coffee"), threads=1)
 
 
 def _pretrained(cfg: StudyConfig, cache_dir: Path, seed: int, progress: bool) -> nn.Module:
@@ -89,6 +90,17 @@ def _plan_summary(plan: dict[str, tuple[int, int]]) -> str:
 def run_study(cfg: StudyConfig, out_dir: str | Path, *, seed: int = 0, cache_dir: str | Path | None = None,
               eval_sets: dict[str, Any] | None = None, progress: bool = False) -> dict:
     """Run every method under ``cfg``; write ``sls_study.json`` and a PSNR-vs-MACs plot in ``out_dir``."""
+    prev = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _run_study(cfg, out_dir, seed=seed, cache_dir=cache_dir, eval_sets=eval_sets, progress=progress)
+    finally:
+        torch.set_num_threads(prev)
+
+
+def _run_study(cfg: StudyConfig, out_dir: str | Path, *, seed: int, cache_dir: str | Path | None,
+               eval_sets: dict[str, Any] | None, progress: bool) -> dict:
     from ..data import SRDataset
 
     out = Path(out_dir)
