@@ -72,6 +72,7 @@ class NNIMOSPPruner(PluginPruner):
             raise TypeError(f"options must be MOSPOptions, got {type(options).__name__}")
         self._options, self._evaluate, self._size = options, evaluate, memory_input_size
         self.finetune_steps = finetune_steps
+        self.pruned_model: nn.Module | None = None  #: the MOSP core's physically pruned model, after compress()
         super().__init__(model, config_list, evaluator, example_inputs, existed_wrappers)
 
     def _setup(self, pure: nn.Module) -> None:

@@ -40,7 +40,8 @@ class NNISLSPruner(PluginPruner):
         if training_steps > 0 and evaluator is None:
             raise ValueError(f"training_steps={training_steps} needs an evaluator (nni TorchEvaluator) to train with")
         self.M, self.training_steps, self._options = M, training_steps, options
-        self.plan: dict[str, tuple[int, int]] = {}
+        self.plan: dict[str, tuple[int, int]] = {}  #: {layer: (N, M)} after compress()
+        self.macs: dict[str, float] = {}  #: dense/kept MACs at example_inputs after compress()
         super().__init__(model, config_list, evaluator, example_inputs, existed_wrappers)
 
     def _setup(self, pure: nn.Module) -> None:
