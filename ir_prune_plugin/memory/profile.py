@@ -10,6 +10,12 @@ import torch
 MB = 2 ** 20
 
 
+def _short_set(names: frozenset[str], keep: int = 6) -> str:
+    items = sorted(names)
+    more = f", ... (+{len(items) - keep})" if len(items) > keep else ""
+    return "{" + ", ".join(items[:keep]) + more + "}"
+
+
 def fmt_mb(nbytes: int | float) -> str:
     """Bytes as MiB with two decimals (``'12.50 MB'``)."""
     return f"{nbytes / MB:.2f} MB"
@@ -136,7 +142,7 @@ class MemoryProfile:
                 lines.append(f"      {name:<28} {ch:>5} ch x {bpc / 1024:10.1f} KB/ch")
         if self.coupled:
             lines.append("coupled layers (must keep equal widths): "
-                         + "; ".join("{" + ", ".join(sorted(c)) + "}" for c in self.coupled))
+                         + "; ".join(_short_set(c) for c in self.coupled))
         if self.unsupported_ops:
             lines.append("ops counted as fixed width (unknown channel rule): "
                          + ", ".join(f"{k} x{v}" for k, v in sorted(self.unsupported_ops.items())))
