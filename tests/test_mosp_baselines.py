@@ -75,3 +75,18 @@ def test_memory_blind_magnitude_meets_budget_without_touching_the_model():
     assert res.model(torch.rand(1, 3, 20, 28)).shape == (1, 3, 20, 28)
     with pytest.raises(ValueError, match="max_ratio"):
         magnitude_prune_to_budget(model, x, budget, SIZE, max_ratio=1.0)
+
+
+def test_linear_peak_model_matches_a_fresh_estimate_after_pruning():
+    from ir_prune_plugin.channels.baselines import LinearPeak
+    from ir_prune_plugin.integrations.torch_pruning import prune_channels
+
+    model = _unet(width=0.25)
+    x = torch.rand(1, 3, 32, 32)
+    peak_of = LinearPeak(model, SIZE)
+    assert peak_of.exact
+    pruned = prune_channels(model, x, {"enc1.2": [0, 3, 5], "up1": [1], "bottom.0": list(range(10))})
+    assert peak_of(pruned) == estimate_peak(pruned, SIZE) < estimate_peak(model, SIZE)
+    for width in (0.1, 0.2):
+        other = build_arch("sid_unet", width=width)
+        assert peak_of(other) == estimate_peak(other, SIZE)

@@ -24,7 +24,7 @@ from ..integrations import torch_pruning as tpi
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BaselineResult", "estimate_peak", "uniform_width_to_budget", "magnitude_prune_to_budget"]
+__all__ = ["BaselineResult", "LinearPeak", "estimate_peak", "uniform_width_to_budget", "magnitude_prune_to_budget"]
 
 _WIDTH_KEYS = ("width", "num_feat")
 
@@ -42,6 +42,38 @@ def estimate_peak(model: nn.Module, memory_input_size: Sequence[int]) -> int:
     """Estimated peak activation bytes of ``model`` at ``memory_input_size`` (meta device)."""
     from ..memory import estimate_peak_memory  # noqa: PLC0415
     return int(estimate_peak_memory(model, torch.empty(tuple(memory_input_size), device="meta")).peak_bytes)
+
+
+def _out_channels(module: nn.Module) -> int | None:
+    for attr in ("out_channels", "out_features"):
+        if isinstance(getattr(module, attr, None), int):
+            return int(getattr(module, attr))
+    return None
+
+
+class LinearPeak:
+    """Peak of models sharing one graph, from their layer widths: ``max_g fixed_g + sum(bpc * width)``.
+
+    One ``torch.export`` profile of a reference model serves every candidate whose graph differs
+    only in channel counts (a width-scaled rebuild, a channel-pruned copy); spatial sizes, and
+    so bytes per channel, do not change. ``exact`` is False when the profile's groups do not
+    cover the peak (then callers fall back to :func:`estimate_peak`).
+    """
+
+    def __init__(self, reference: nn.Module, memory_input_size: Sequence[int]) -> None:
+        from ..memory import estimate_peak_memory  # noqa: PLC0415
+        self.size = tuple(memory_input_size)
+        profile = estimate_peak_memory(reference, torch.empty(self.size, device="meta"))
+        self.groups = profile.groups
+        self.exact = bool(self.groups) and max(g.bytes for g in self.groups) == profile.peak_bytes
+
+    def __call__(self, model: nn.Module) -> int:
+        """Peak bytes of ``model`` (same graph as the reference)."""
+        if not self.exact:
+            return estimate_peak(model, self.size)
+        widths = {n: _out_channels(m) for n, m in model.named_modules()}
+        return max(g.fixed_bytes + sum(b * widths[layer] for layer, b in zip(g.layers, g.bytes_per_channel))
+                   for g in self.groups)
 
 
 def uniform_width_to_budget(spec: dict[str, Any], budget_bytes: int, memory_input_size: Sequence[int],
@@ -68,7 +100,8 @@ def uniform_width_to_budget(spec: dict[str, Any], budget_bytes: int, memory_inpu
         value = base * factor if key == "width" else max(1, int(round(base * factor)))
         return build_arch(spec["type"], **{**kwargs, key: value})
 
-    full = estimate_peak(build(1.0), memory_input_size)
+    peak_of = LinearPeak(build(1.0), memory_input_size)
+    full = peak_of(build(1.0))
     if budget_bytes >= full:
         return BaselineResult(build(1.0), 1.0, full)
     lo, hi = 0.0, 1.0   # peak(lo) <= budget is unknown until probed; hi is over budget
@@ -78,16 +111,27 @@ def uniform_width_to_budget(spec: dict[str, Any], budget_bytes: int, memory_inpu
         if mid <= 0:
             break
         model = build(mid)
-        peak = estimate_peak(model, memory_input_size)
+        peak = peak_of(model)
         if peak <= budget_bytes:
             lo, best = mid, BaselineResult(model, mid, peak)
         else:
             hi = mid
     if best is None:
         raise ValueError(f"no uniform width of {spec['type']} meets {format_bytes(budget_bytes)}")
+    best = _confirmed(best, memory_input_size, budget_bytes)
     log.info("uniform width %.4f: peak %s (budget %s)", best.knob, format_bytes(best.peak_bytes),
              format_bytes(budget_bytes))
     return best
+
+
+def _confirmed(res: BaselineResult, memory_input_size: Sequence[int], budget_bytes: int) -> BaselineResult:
+    """Re-estimate the chosen model's peak from its own export (the linear model's check)."""
+    peak = estimate_peak(res.model, memory_input_size)
+    if peak != res.peak_bytes:
+        log.warning("linear peak model said %d bytes, the estimate says %d", res.peak_bytes, peak)
+    if peak > budget_bytes:
+        raise RuntimeError(f"baseline peak {format_bytes(peak)} exceeds the budget {format_bytes(budget_bytes)}")
+    return BaselineResult(res.model, res.knob, peak)
 
 
 def _global_magnitude(model: nn.Module, example_inputs: Any, ratio: float, ignored: list[str],
@@ -115,11 +159,12 @@ def magnitude_prune_to_budget(model: nn.Module, example_inputs: Any, budget_byte
     if not 0 < max_ratio < 1:
         raise ValueError(f"max_ratio must lie in (0, 1), got {max_ratio!r}")
     names = list(ignored_layers)
+    peak_of = LinearPeak(model, memory_input_size)
 
     def attempt(ratio: float) -> BaselineResult:
         work = copy.deepcopy(model)
         _global_magnitude(work, example_inputs, ratio, names, max_ratio, round_to)
-        return BaselineResult(work, ratio, estimate_peak(work, memory_input_size))
+        return BaselineResult(work, ratio, peak_of(work))
 
     # The peak is not monotone in the global ratio (Torch-Pruning's per-layer cap redistributes
     # the cut at high ratios), so scan upwards for the first ratio that fits, then bisect below it.
@@ -143,6 +188,7 @@ def magnitude_prune_to_budget(model: nn.Module, example_inputs: Any, budget_byte
             hi, best = mid, res
         else:
             lo = mid
+    best = _confirmed(best, memory_input_size, budget_bytes)
     log.info("global magnitude ratio %.4f: peak %s (budget %s)", best.knob, format_bytes(best.peak_bytes),
              format_bytes(budget_bytes))
     return best
