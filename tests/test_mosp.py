@@ -217,3 +217,12 @@ def test_round_to_removes_in_blocks():
     for rec in pruner.history.records:
         assert all(len(v) % 2 == 0 for v in rec.removed.values())
     assert all(m.out_channels % 2 == 0 for m in pruned.modules() if isinstance(m, nn.Conv2d) and m.out_channels != 3)
+
+
+def test_min_width_respects_round_to_blocks():
+    pruner = MOSPPruner(_unet(width=0.25), torch.rand(1, 3, 32, 32), 0.7,
+                        options=_opts(round_to=4, min_channels=3))
+    # width 8 with blocks of 4 and a floor of 3 can only go down to 4; width 16 to 4; 64 to 4
+    assert pruner.min_widths["enc1.0"] == 4 and pruner.min_widths["bottom.0"] == 4
+    pruner = MOSPPruner(_unet(width=0.25), torch.rand(1, 3, 32, 32), 0.7, options=_opts(min_channels=0.5))
+    assert pruner.min_widths["enc1.0"] == 4 and pruner.min_widths["bottom.0"] == 64

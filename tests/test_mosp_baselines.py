@@ -90,3 +90,13 @@ def test_linear_peak_model_matches_a_fresh_estimate_after_pruning():
     for width in (0.1, 0.2):
         other = build_arch("sid_unet", width=width)
         assert peak_of(other) == estimate_peak(other, SIZE)
+
+
+def test_model_that_already_has_compactors_is_not_adapted_twice():
+    from ir_prune_plugin.channels.compactor import insert_compactors
+
+    x = torch.rand(1, 3, 32, 32)
+    adapted = insert_compactors(_unet(), x)
+    pruner = MOSPPruner(adapted, x, 0.8, options=MOSPOptions(memory_input_size=SIZE, compactors=True))
+    assert len(pruner.compactor_sites) == 4
+    assert sum(isinstance(m, Compactor) for m in pruner._work.modules()) == 4

@@ -198,9 +198,11 @@ class MOSPPruner:
                              f"shape {tuple(first.shape)} (rank and channels must agree)")
 
     def _min_width(self, width: int) -> int:
+        """Smallest width a unit can reach: the min_channels floor, in whole round_to blocks."""
         mc = self.options.min_channels
-        floor = math.ceil(mc * width) if isinstance(mc, float) else mc
-        return max(1, min(width, floor))
+        floor = max(1, min(width, math.ceil(mc * width) if isinstance(mc, float) else mc))
+        step = self.options.round_to or 1
+        return width - (width - floor) // step * step
 
     # ------------------------------------------------------------------ running
     def prune(self, history_file: str | os.PathLike | None = None, *, progress: bool = True) -> nn.Module:
@@ -313,8 +315,10 @@ class MOSPPruner:
 def _with_compactors(model: nn.Module, example_inputs: Any) -> nn.Module:
     """A copy of ``model`` with compactors on its long skips; an fx-untraceable model (BasicSR's
     EDSR/RCAN/RRDBNet, whose skips are short residual adds) is copied without them, with a warning."""
-    from .compactor import insert_compactors  # noqa: PLC0415
+    from .compactor import SITES_ATTR, insert_compactors  # noqa: PLC0415
 
+    if getattr(model, SITES_ATTR, None):   # already adapted (e.g. a saved MOSP model): keep them
+        return copy.deepcopy(model)
     try:
         return insert_compactors(model, example_inputs)
     except ValueError as exc:
