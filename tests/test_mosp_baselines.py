@@ -97,6 +97,6 @@ def test_model_that_already_has_compactors_is_not_adapted_twice():
 
     x = torch.rand(1, 3, 32, 32)
     adapted = insert_compactors(_unet(), x)
-    pruner = MOSPPruner(adapted, x, 0.8, options=MOSPOptions(memory_input_size=SIZE, compactors=True))
+    pruner = MOSPPruner(adapted, x, 0.8, options=MOSPOptions(memory_input_size=SIZE, compactors=True, min_channels=1))
     assert len(pruner.compactor_sites) == 4
     assert sum(isinstance(m, Compactor) for m in pruner._work.modules()) == 4
