@@ -100,3 +100,32 @@ def test_dist_shims_patch_basicsr_by_explicit_call_only() -> None:
     assert (options.init_dist, BaseModel.model_to_device) == first
     assert options.init_dist.__module__.endswith("basicsr.shims")
     assert BaseModel.model_to_device.__wrapped__ is not None
+
+
+def test_shipped_yaml_configs_parse_and_name_known_types() -> None:
+    from pathlib import Path
+
+    import yaml
+    from ir_prune_plugin.compat import apply_basicsr_shims
+    apply_basicsr_shims()
+    from basicsr.utils.options import ordered_yaml
+    from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY
+
+    from ir_prune_plugin.integrations.basicsr.archs import arch_name
+    register()
+    import basicsr.archs  # noqa: F401  (fills BasicSR's own registries)
+    import basicsr.data  # noqa: F401
+    import basicsr.models  # noqa: F401
+    configs = sorted((Path(__file__).resolve().parents[1] / "basicsr_configs").glob("*/*.yml"))
+    assert len(configs) >= 8
+    methods = set()
+    for path in configs:
+        opt = yaml.load(path.read_text(), Loader=ordered_yaml()[0])
+        assert opt["model_type"] in MODEL_REGISTRY and opt["network_g"]["type"] in ARCH_REGISTRY, path
+        assert all(d["type"] in DATASET_REGISTRY for d in opt["datasets"].values()), path
+        if opt["model_type"] == "IRPruneModel":
+            arch_name(opt["network_g"])
+            cfg = pruning_config(opt)
+            assert cfg.start_iter < int(opt["train"]["total_iter"]), path
+            methods.add(cfg.method)
+    assert methods == {"mosp", "sls"}
