@@ -14,11 +14,12 @@ from ._version import __version__
 from .channels.compactor import Compactor, insert_compactors
 from .channels.mosp import MOSPOptions, MOSPPruner
 from .io import load_pruned, save_pruned
-from .memory import MemoryProfile, estimate_peak_memory, measure_peak_memory
+from .memory import (MeasuredMemory, MemoryProfile, PruningGroup, TraceError, estimate_peak_memory, measure_both,
+                     measure_peak_memory)
 from .sparsity import SLSOptions, SLSPruner, check_nm
 
 __all__ = [
-    "Compactor", "MOSPOptions", "MOSPPruner", "MemoryProfile", "SLSOptions", "SLSPruner", "__version__",
-    "check_nm", "estimate_peak_memory", "insert_compactors", "load_pruned", "measure_peak_memory",
-    "save_pruned",
+    "Compactor", "MOSPOptions", "MOSPPruner", "MeasuredMemory", "MemoryProfile", "PruningGroup", "SLSOptions",
+    "SLSPruner", "TraceError", "__version__", "check_nm", "estimate_peak_memory", "insert_compactors",
+    "load_pruned", "measure_both", "measure_peak_memory", "save_pruned",
 ]

@@ -22,19 +22,23 @@ class DemoConfig:
     patch: int = 64
     batch_size: int = 8
     pretrain_steps: int = 1500
-    finetune_steps: int = 300
+    finetune_steps: int = 200
     val_size: int = 192          # centre crop of the held-out photos used for PSNR/SSIM
     memory_size: tuple[int, int] = (1080, 2048)  # H, W at which peak memory is reported
     run_mosp: bool = True
     run_sls: bool = True
     run_combined: bool = True
+    combined_memory_budget: float = 0.6   # MOSP part of the combined model (ratio of dense peak)
+    combined_macs_budget: float = 0.5     # then SLS to this ratio of the dense model's MACs
+    combined_M: int = 4                   # N:M group size; MOSP keeps widths multiples of it
 
     @classmethod
     def preset_named(cls, name: str, **overrides) -> "DemoConfig":
         """The ``quick``, ``default`` or ``full`` preset, with overrides."""
         presets = {
-            "quick": cls(preset="quick", width=0.125, pretrain_steps=40, finetune_steps=10,
-                         val_size=64, patch=48, batch_size=4),
+            "quick": cls(preset="quick", width=0.125, pretrain_steps=40, finetune_steps=8,
+                         val_size=48, patch=32, batch_size=4, combined_M=2,
+                         combined_memory_budget=0.7, combined_macs_budget=0.6),
             "default": cls(),
             "full": cls(preset="full", width=0.5, pretrain_steps=6000, finetune_steps=1500, val_size=256),
         }

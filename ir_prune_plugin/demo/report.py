@@ -12,9 +12,12 @@ from typing import Any, Sequence
 from .figures import tradeoff_plot
 
 COLUMNS = (("method", "method", "{}"), ("budget", "budget", "{}"), ("psnr", "PSNR (dB)", "{:.2f}"),
-           ("ssim", "SSIM", "{:.4f}"), ("peak_mb", "peak MB (est.)", "{:.1f}"),
-           ("peak_mb_measured", "peak MB (measured)", "{:.1f}"), ("macs_g", "GMACs", "{:.3f}"),
-           ("params", "params", "{:,}"), ("budget_met", "budget met", "{}"))
+           ("ssim", "SSIM", "{:.4f}"), ("peak_mb_est", "peak MiB @2K (est.)", "{:.1f}"),
+           ("peak_mb_est_small", "peak MiB small (est.)", "{:.2f}"),
+           ("peak_mb_measured_small", "peak MiB small (measured)", "{:.2f}"),
+           ("memory_ratio", "memory / dense", "{:.3f}"), ("macs_g", "GMACs", "{:.3f}"),
+           ("macs_m", "MMACs", "{:.2f}"), ("macs_ratio", "MACs / dense", "{:.3f}"),
+           ("params", "params", "{:,}"), ("plan", "N:M plan", "{}"), ("budget_met", "budget met", "{}"))
 
 
 def _fmt(fmt: str, v: Any) -> str:
