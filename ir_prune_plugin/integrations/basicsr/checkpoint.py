@@ -8,7 +8,6 @@ with ``torch.load(..., weights_only=True)``.
 """
 from __future__ import annotations
 
-import copy
 import os
 from typing import Any
 
@@ -68,8 +67,3 @@ def build_from_checkpoint(path: str, ckpt: dict[str, Any], param_key: str) -> nn
     key = param_key if param_key in ckpt else "params"
     net.load_state_dict(ckpt[key], strict=True)
     return net
-
-
-def clean_copy(net: nn.Module) -> nn.Module:
-    """A deep copy of ``net`` for saving (CPU tensors stay where they are; modules untouched)."""
-    return copy.deepcopy(net)

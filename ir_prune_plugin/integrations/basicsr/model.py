@@ -1,7 +1,7 @@
 """IRPruneModel: BasicSR's SRModel with a ``pruning:`` block (MOSP or SLS) in its schedule.
 
 Schedule: dense training (or a loaded ``pretrain_network_g``) until ``pruning.start_iter``, then
-MOSP prunes channels to the memory budget (rank 0, shared with every rank) or the SLS search
+MOSP prunes channels to the memory budget (rank 0's result shared with every rank) or the SLS search
 trains N:M scores until the MACs budget holds; the rest of ``train.total_iter`` finetunes.
 After every structural change the optimizer, scheduler (its progress kept), DDP wrapper and
 EMA net are rebuilt. Checkpoints carry the pruned architecture (see :mod:`.checkpoint`), so
@@ -47,6 +47,13 @@ class IRPruneModel(SRModel):
             total = int(opt["train"]["total_iter"])
             if self.cfg.start_iter >= total:
                 raise ValueError(f"pruning.start_iter ({self.cfg.start_iter}) must be < train.total_iter ({total})")
+            if self.cfg.method == "sls":
+                from .methods import sls_options
+                steps = sls_options(self.cfg)[1].search_steps
+                if self.cfg.start_iter + steps >= total:
+                    log.warning("pruning.start_iter + options.search_steps (%d) >= train.total_iter (%d): "
+                                "the run may end before the SLS search meets its budget",
+                                self.cfg.start_iter + steps, total)
         BaseModel.__init__(self, opt)
         self.phase, self.stats, self._sls = "dense", {}, None
         self._template: nn.Module | None = None  # mask-free twin of net_g while N:M masks are on
@@ -55,7 +62,7 @@ class IRPruneModel(SRModel):
         net = self._initial_net()
         self.net_g = self.model_to_device(net)
         self.print_network(self.net_g)
-        if self.cfg is not None and self.phase == "dense":
+        if self.cfg is not None and self.phase == "dense" and self.is_train:
             self._check_budget(net)
         self._refresh_stats()
         if self.is_train:
@@ -201,7 +208,8 @@ class IRPruneModel(SRModel):
 
         def run() -> tuple[nn.Module, dict]:
             batches = train_batches(self.opt["datasets"]["train"], self.opt.get("manual_seed", 0))
-            return run_mosp(bare, self.cfg, self._example(), batches, loss_fn, lr, self.device, history_file)
+            return run_mosp(bare, self.cfg, self._example(), batches, loss_fn, lr, self.device,
+                            history_file if dist_sync.rank() == 0 else None)
 
         pruned, summary = prune_once(bare, run)
         self.phase = "finetune"
@@ -209,6 +217,11 @@ class IRPruneModel(SRModel):
         self.stats["dense_peak_mb"] = summary["original_peak_bytes"] / 2 ** 20
         self._restructure(pruned, f"MOSP pruned at iter {current_iter} ({summary['inner_steps']} LP steps; "
                                   f"history in {history_file})")
+
+    @property
+    def _refresh_every(self) -> int:
+        from .methods import sls_options
+        return sls_options(self.cfg)[1].refresh_every
 
     def _write_structure(self, reason: str) -> None:
         """Every rank records its architecture (``structure_rank<r>.json``) to make divergence visible."""
@@ -261,8 +274,7 @@ class IRPruneModel(SRModel):
                 self._sls, self.phase = None, "finetune"
                 self._restructure(new, f"SLS search ended at iter {current_iter}")
         elif self.cfg.method == "sls" and self.phase == "finetune":
-            refresh = int(self.cfg.options.get("refresh_every", 100))
-            if current_iter % refresh == 0:
+            if current_iter % self._refresh_every == 0:
                 refresh_masks(self.get_bare_model(self.net_g))
         self.log_dict = self.reduce_loss_dict(loss_dict)
         self.log_dict.update(self.stats)
@@ -302,5 +314,9 @@ class IRPruneModel(SRModel):
                     "stats": {k: float(v) for k, v in self.stats.items()}, **extra}
             if self.phase == "search":
                 meta["sls_steps"] = int(self._sls.pruner.steps_done)
+                if current_iter == -1:
+                    get_root_logger().warning(
+                        "training ended during the SLS search: the saved network is dense with search "
+                        "scores, not yet at the MACs budget; resume with a larger train.total_iter")
             ckp.save_checkpoint(path, nets, meta)
         self.save_training_state(epoch, current_iter)

@@ -71,13 +71,16 @@ def run_mosp(net: nn.Module, cfg: PruningConfig, example: torch.Tensor, batches:
 
 
 def prune_once(net: nn.Module, run: Callable[[], tuple[nn.Module, dict]]) -> tuple[nn.Module, dict]:
-    """Run ``run`` on rank 0 only and hand its pruned network to every rank (identical copies)."""
+    """Run ``run`` on every rank (same seed, same batches), then hand rank 0's network to all.
+
+    Every rank computes the plan instead of idling in a collective: a long MOSP run would
+    otherwise outlast the process group's timeout on the waiting ranks. Rank 0's result is then
+    broadcast, so all ranks continue with the identical network even if floating-point
+    nondeterminism made their own runs differ.
+    """
+    pruned, summary = run()
     if not dist_sync.is_dist():
-        return run()
-    result = None
-    if dist_sync.rank() == 0:
-        pruned, summary = run()
-        result = (pruned.cpu(), summary)
-    pruned, summary = dist_sync.broadcast_object(result)
-    target = next(net.parameters()).device
-    return pruned.to(target), summary
+        return pruned, summary
+    device = next(net.parameters()).device
+    shared = dist_sync.broadcast_object((pruned.cpu(), summary) if dist_sync.rank() == 0 else None)
+    return shared[0].to(device), shared[1]
