@@ -141,7 +141,7 @@ SLS_FAST = {"train.total_iter": 40, "pruning.start_iter": 10, "pruning.options.s
 
 def test_sls_demo_prunes_to_budget_reloads_and_resumes(tmp_path: Path) -> None:
     from ir_prune_plugin.sparsity import check_nm, kept_macs, layer_macs
-    opt = _yaml(DEMO / "sls_edsr_x2.yml", tmp_path / "sls.yml", SLS_FAST)
+    opt = _yaml(DEMO / "sls_edsr_x2.yml", tmp_path / "sls.yml", {**SLS_FAST, "train.ema_decay": 0.5})
     _train(opt, tmp_path)
     exp = tmp_path / "experiments" / "irprune_demo_sls_edsr_x2"
     text = _log_text(exp, "train")
@@ -160,8 +160,10 @@ def test_sls_demo_prunes_to_budget_reloads_and_resumes(tmp_path: Path) -> None:
     zeros = {n: float((m.weight == 0).float().mean()) for n, m in net.named_modules() if n in plan}
     assert all(abs(zeros[n] - (1 - N / M)) < 1e-6 for n, (N, M) in plan.items())
 
-    # the reloaded network reproduces the last validation PSNR (recomputed here with basicsr.metrics)
-    assert _val_psnr(net, opt) == pytest.approx(psnr[-1], abs=1e-3)
+    # the reloaded EMA network (what SRModel validates) reproduces the last validation PSNR
+    ema, _ = _load(exp / "models" / "net_g_latest.pth", "params_ema")
+    assert ema.irprune_nm_plan == plan and check_nm(ema, plan).layers
+    assert _val_psnr(ema, opt) == pytest.approx(psnr[-1], abs=1e-3)
 
     # resume: a longer total_iter continues from the last training state (iter 40), not from scratch
     _train(opt, tmp_path, "--auto_resume", "--force_yml", "train:total_iter=50")
