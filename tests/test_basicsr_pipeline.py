@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -139,19 +140,40 @@ SLS_FAST = {"train.total_iter": 40, "pruning.start_iter": 10, "pruning.options.s
             "datasets.val.val_size": 64}
 
 
-def test_sls_demo_prunes_to_budget_reloads_and_resumes(tmp_path: Path) -> None:
+def _train_until_killed(opt: Path, cwd: Path, log_dir: Path, marker: str, timeout: float = 400) -> None:
+    """Start training, SIGKILL it once ``marker`` shows up in its log (a crash mid-run)."""
+    proc = subprocess.Popen([sys.executable, "-m", "ir_prune_plugin.train", "-opt", str(opt)], cwd=cwd,
+                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            logs = list(log_dir.glob("train_*.log")) if log_dir.is_dir() else []
+            if logs and re.search(marker, logs[0].read_text()):
+                break
+            assert proc.poll() is None, f"training ended before {marker!r}:\n{proc.stderr.read()[-3000:]}"
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"{marker!r} did not appear within {timeout} s")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_sls_demo_prunes_to_budget_reloads_and_resumes_after_a_kill(tmp_path: Path) -> None:
     from ir_prune_plugin.sparsity import check_nm, kept_macs, layer_macs
-    opt = _yaml(DEMO / "sls_edsr_x2.yml", tmp_path / "sls.yml", {**SLS_FAST, "train.ema_decay": 0.5})
-    _train(opt, tmp_path)
+    opt = _yaml(DEMO / "sls_edsr_x2.yml", tmp_path / "sls.yml",
+                {**SLS_FAST, "train.ema_decay": 0.5, "train.total_iter": 1000})
     exp = tmp_path / "experiments" / "irprune_demo_sls_edsr_x2"
+    # killed mid-finetune, after the checkpoint of iteration 40 and its validation
+    _train_until_killed(opt, tmp_path, exp, r"iter:\s+45,")
     text = _log_text(exp, "train")
     assert "SLS search started at iter 11" in text and "SLS search ended" in text
     psnr = _psnrs(text)
-    assert len(psnr) >= 2 and all(15 < p < 60 for p in psnr)
+    assert len(psnr) == 2 and all(15 < p < 60 for p in psnr)  # validations at 20 and 40
     assert (tmp_path / "tb_logger" / "irprune_demo_sls_edsr_x2").is_dir()
 
     # the finetuned checkpoint carries an N:M plan that meets the MACs budget, independently counted
-    net, meta = _load(exp / "models" / "net_g_latest.pth")
+    net, meta = _load(exp / "models" / "net_g_40.pth")
     assert meta["method"] == "sls" and meta["phase"] == "finetune"
     plan = net.irprune_nm_plan
     assert plan and check_nm(net, plan).layers
@@ -160,12 +182,12 @@ def test_sls_demo_prunes_to_budget_reloads_and_resumes(tmp_path: Path) -> None:
     zeros = {n: float((m.weight == 0).float().mean()) for n, m in net.named_modules() if n in plan}
     assert all(abs(zeros[n] - (1 - N / M)) < 1e-6 for n, (N, M) in plan.items())
 
-    # the reloaded EMA network (what SRModel validates) reproduces the last validation PSNR
-    ema, _ = _load(exp / "models" / "net_g_latest.pth", "params_ema")
+    # the reloaded EMA network (what SRModel validates) reproduces the validation PSNR of iter 40
+    ema, _ = _load(exp / "models" / "net_g_40.pth", "params_ema")
     assert ema.irprune_nm_plan == plan and check_nm(ema, plan).layers
     assert _val_psnr(ema, opt) == pytest.approx(psnr[-1], abs=1e-3)
 
-    # resume: a longer total_iter continues from the last training state (iter 40), not from scratch
+    # --auto_resume continues from the last training state (iter 40), not from scratch
     _train(opt, tmp_path, "--auto_resume", "--force_yml", "train:total_iter=50")
     text2 = _log_text(exp, "train")
     assert re.search(r"Resuming training from epoch: \d+, iter: 40\.", text2)
