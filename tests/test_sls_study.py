@@ -5,7 +5,6 @@ import json
 
 import pytest
 
-from ir_prune_plugin.sparsity import check_nm  # noqa: F401  (import check of the public module)
 from ir_prune_plugin.studies.sls_study import QUICK, run_sls_study
 
 

@@ -5,7 +5,6 @@ import copy
 
 import pytest
 import torch
-from torch import nn
 
 from ir_prune_plugin.archs import build_arch
 from ir_prune_plugin.sparsity import l1_filter_prune, n_for_budget, total_macs

@@ -8,7 +8,6 @@ outputs are blended with a separable Hann window so seams do not show.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 

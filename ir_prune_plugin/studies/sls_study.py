@@ -6,12 +6,11 @@ come from ``basicsr.metrics`` through :func:`ir_prune_plugin.loops.evaluate`.
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
