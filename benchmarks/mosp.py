@@ -6,7 +6,10 @@ and the real process memory (RSS) / CPU latency of each model at 1x3x1080x2048.
 
 Writes ``<out>/mosp_benchmark.json`` and the study's plot. RSS/latency run each saved model in
 a fresh subprocess (``save_pruned``/``load_pruned``), so allocator state does not leak between
-models; latency is the median of ``--repeats`` forwards after one warm-up.
+models. Per forward, the resident set is sampled every 0.5 ms from /proc/self/statm; the reported
+``rss_forward_mb`` is the median over ``--repeats`` forwards (after one warm-up) of its rise
+above the level before the forward (input, weights and libraries excluded; output included);
+latency is the median of the same forwards.
 """
 from __future__ import annotations
 
@@ -16,7 +19,6 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,19 +30,28 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
 _CHILD = r"""
-import resource, statistics, sys, time, json, torch
+import os, statistics, sys, threading, time, json, torch
 torch.set_num_threads(int(sys.argv[3]))
 from ir_prune_plugin.io import load_pruned
+PAGE = os.sysconf("SC_PAGE_SIZE")
+def rss():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * PAGE
 model = load_pruned(sys.argv[1]).eval()
 x = torch.rand(1, 3, 1080, 2048)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-times = []
+times, peaks = [], []
 with torch.no_grad():
     for i in range(int(sys.argv[2]) + 1):
-        t = time.perf_counter(); model(x); times.append(time.perf_counter() - t)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"rss_before_mb": base / 1024, "rss_peak_mb": peak / 1024,
-                  "rss_forward_mb": (peak - base) / 1024, "latency_s": statistics.median(times[1:])}))
+        base, peak, stop = rss(), [0], threading.Event()
+        def poll():
+            while not stop.is_set():
+                peak[0] = max(peak[0], rss()); time.sleep(0.0005)
+        th = threading.Thread(target=poll); th.start()
+        t = time.perf_counter(); y = model(x); times.append(time.perf_counter() - t)
+        stop.set(); th.join(); del y
+        peaks.append(max(peak[0], rss()) - base)
+print(json.dumps({"rss_forward_mb": statistics.median(peaks[1:]) / 2 ** 20,
+                  "latency_s": statistics.median(times[1:])}))
 """
 
 
@@ -69,16 +80,11 @@ class FolderDenoise(Dataset):
         return self.items[i]
 
 
-def rss_and_latency(model: torch.nn.Module, repeats: int, threads: int) -> dict:
-    """Peak RSS and median latency of one model at 1x3x1080x2048 in a fresh subprocess."""
-    from ir_prune_plugin.io import save_pruned
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.pt"
-        save_pruned(model, path)
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
-        out = subprocess.run([sys.executable, "-c", _CHILD, str(path), str(repeats), str(threads)],
-                             capture_output=True, text=True, env=env, check=True, timeout=3600)
+def rss_and_latency(path: Path, repeats: int, threads: int) -> dict:
+    """Forward RSS rise and median latency of a saved model at 1x3x1080x2048 in a fresh subprocess."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(path), str(repeats), str(threads)],
+                         capture_output=True, text=True, env=env, check=True, timeout=3600)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -115,11 +121,18 @@ def main(argv: list[str] | None = None) -> int:
                             pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps,
                             loop_finetune_steps=args.loop_finetune_steps, budgets=tuple(args.budgets))
     models = result.pop("models")
+    from ir_prune_plugin.io import save_pruned
+
+    (args.out / "models").mkdir(parents=True, exist_ok=True)
+    for row in result["rows"]:
+        key = f"{row['method']}@{row['budget']}"
+        if key in models:
+            row["model_file"] = str(args.out / "models" / f"{key}.pt")
+            save_pruned(models[key], row["model_file"])
     if not args.no_rss:
         for row in result["rows"]:
-            model = models.get(f"{row['method']}@{row['budget']}")
-            if model is not None:
-                row.update(rss_and_latency(model, args.repeats, args.threads))
+            if "model_file" in row:
+                row.update(rss_and_latency(Path(row["model_file"]), args.repeats, args.threads))
                 logging.info("%s@%s: RSS +%.0f MB, %.2f s", row["method"], row["budget"],
                              row["rss_forward_mb"], row["latency_s"])
     result["benchmark_seconds"] = round(time.time() - t0, 1)
