@@ -13,18 +13,6 @@ from .macs import as_tuple, layer_macs
 log = logging.getLogger(__name__)
 
 
-def _upsampler_convs(model: nn.Module) -> list[nn.Module]:
-    """Convs that feed a PixelShuffle (Torch-Pruning 1.6.1 cannot prune through it)."""
-    mods = list(model.modules())
-    out = []
-    for i, m in enumerate(mods):
-        if isinstance(m, nn.PixelShuffle):
-            prev = [p for p in mods[:i] if isinstance(p, nn.Conv2d)]
-            if prev:
-                out.append(prev[-1])
-    return out
-
-
 def _prune(model: nn.Module, inputs: tuple, ratio: float, ignored: list[nn.Module]) -> nn.Module:
     import torch_pruning as tp
 
@@ -32,14 +20,11 @@ def _prune(model: nn.Module, inputs: tuple, ratio: float, ignored: list[nn.Modul
     names = {m: n for n, m in model.named_modules()}
     work_mods = dict(work.named_modules())
     ign = [work_mods[names[m]] for m in ignored]
-    try:  # the project's Torch-Pruning rules (PixelShuffle, Compactor), when present
-        from ..integrations.torch_pruning import tp_kwargs
-    except ImportError:
-        extra = {"ignored_layers": ign + [m for m in _upsampler_convs(work) if m not in ign]}
-    else:
-        extra = tp_kwargs(work, inputs, ignored_layers=ign)
+    from ..integrations.torch_pruning import CompactorMagnitudeImportance, tp_kwargs
+
+    extra = tp_kwargs(work, inputs, ignored_layers=ign)
     with torch.enable_grad():
-        pruner = tp.pruner.MetaPruner(work, inputs, importance=tp.importance.MagnitudeImportance(p=1),
+        pruner = tp.pruner.MetaPruner(work, inputs, importance=CompactorMagnitudeImportance(p=1),
                                       pruning_ratio=ratio, **extra)
         pruner.step()
     return work

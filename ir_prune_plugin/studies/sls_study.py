@@ -87,19 +87,23 @@ def _plan_summary(plan: dict[str, tuple[int, int]]) -> str:
 
 
 def run_study(cfg: StudyConfig, out_dir: str | Path, *, seed: int = 0, cache_dir: str | Path | None = None,
-              eval_sets: dict[str, Any] | None = None, progress: bool = False) -> dict:
-    """Run every method under ``cfg``; write ``sls_study.json`` and a PSNR-vs-MACs plot in ``out_dir``."""
+              eval_sets: dict[str, Any] | None = None, progress: bool = False, keep_models: bool = False) -> dict:
+    """Run every method under ``cfg``; write ``sls_study.json`` and a PSNR-vs-MACs plot in ``out_dir``.
+
+    ``keep_models`` returns the final models under ``result['models']`` (not written to JSON).
+    """
     prev = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
-        return _run_study(cfg, out_dir, seed=seed, cache_dir=cache_dir, eval_sets=eval_sets, progress=progress)
+        return _run_study(cfg, out_dir, seed=seed, cache_dir=cache_dir, eval_sets=eval_sets, progress=progress,
+                          keep_models=keep_models)
     finally:
         torch.set_num_threads(prev)
 
 
 def _run_study(cfg: StudyConfig, out_dir: str | Path, *, seed: int, cache_dir: str | Path | None,
-               eval_sets: dict[str, Any] | None, progress: bool) -> dict:
+               eval_sets: dict[str, Any] | None, progress: bool, keep_models: bool) -> dict:
     from ..data import SRDataset
 
     out = Path(out_dir)
@@ -113,7 +117,11 @@ def _run_study(cfg: StudyConfig, out_dir: str | Path, *, seed: int, cache_dir: s
     dense_macs = total_macs(dense, x)
     fopts = FitOptions(lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=seed, progress=progress)
 
+    models: dict[str, nn.Module] = {}
+
     def score(name: str, model: nn.Module, macs: float, plan: str) -> dict:
+        if keep_models:
+            models[name] = model
         row: dict[str, Any] = {"method": name, "macs": macs, "macs_ratio": macs / dense_macs,
                                "params": _nonzero_params(model), "plan": plan}
         for set_name, ds in sets.items():
@@ -152,6 +160,8 @@ def _run_study(cfg: StudyConfig, out_dir: str | Path, *, seed: int, cache_dir: s
               "rows": rows, "seconds": time.time() - t0}
     (out / "sls_study.json").write_text(json.dumps(result, indent=2))
     result["plot"] = str(_plot(rows, out / "sls_psnr_vs_macs.png"))
+    if keep_models:
+        result["models"] = models
     return result
 
 
@@ -235,7 +245,7 @@ def plot_sweep(results: list[dict], path: str | Path, metric: str | None = None)
 
 
 def run_sls_study(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
-                  cache_dir: str | Path | None = None) -> dict:
+                  cache_dir: str | Path | None = None, keep_models: bool = False) -> dict:
     """SLS at 25 % MACs vs one-shot N:M, SR-STE and L1 filter pruning; rows + plot (used by ``irprune demo``).
 
     Rows: ``dense``, ``sls`` (searched N, SR-STE finetuning: the default), ``sls-fixed`` (the
@@ -243,4 +253,4 @@ def run_sls_study(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
     N = budget x M), ``l1-filter`` (matched to SLS's total MACs). All pruned models get the same
     number of training steps.
     """
-    return run_study(QUICK if quick else FULL, out_dir, seed=seed, cache_dir=cache_dir)
+    return run_study(QUICK if quick else FULL, out_dir, seed=seed, cache_dir=cache_dir, keep_models=keep_models)
