@@ -31,7 +31,7 @@ from . import checkpoint as ckp  # noqa: E402
 from . import dist_sync  # noqa: E402
 from .archs import arch_name, build_network_g  # noqa: E402
 from .options import PruningConfig, parse_pruning_block, pruning_config  # noqa: E402
-from .sls_stage import SLSStage, attach_fixed_masks, plain_copy, refresh_masks  # noqa: E402
+from .sls_stage import SLSStage, load_plain_state, plain_copy  # noqa: E402
 from .stats import network_stats, nm_plan as stats_plan  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -97,12 +97,10 @@ class IRPruneModel(SRModel):
         path, ckpt = self._ckpt
         meta = ckp.meta_of(ckpt)
         net = ckp.build_from_checkpoint(path, ckpt, key).to(self.device)
-        if meta["method"] == "sls" and self.phase == "finetune":
-            self._template = copy.deepcopy(net)
-            attach_fixed_masks(net, dict(getattr(net, "irprune_nm_plan")))
-        elif self.phase == "search" and start_search:
+        if meta["method"] == "sls" and self.phase in ("search", "finetune") and start_search:
+            plan = dict(getattr(net, "irprune_nm_plan", {})) if self.phase == "finetune" else None
             self._sls = SLSStage(self.cfg, self._example())
-            net = self._sls.start(net, meta.get("sls_scores"), meta.get("sls_steps", 0))
+            net = self._sls.start(net, meta.get("sls_state"), meta.get("sls_steps", 0), frozen_plan=plan)
             self._template = self._sls.template
         return net
 
@@ -142,21 +140,39 @@ class IRPruneModel(SRModel):
     def _new_ema(self, load: bool) -> nn.Module:
         bare = self.get_bare_model(self.net_g)
         ema = copy.deepcopy(bare)
-        if load and self._ckpt is not None and "params_ema" in self._ckpt[1] and self.phase != "search":
-            ema = self._net_from_checkpoint("params_ema", start_search=False)
+        if load and self._ckpt is not None and "params_ema" in self._ckpt[1]:
+            if self._sls is not None:  # same masks as net_g, EMA weights
+                load_plain_state(ema, self._ckpt[1]["params_ema"])
+            else:
+                ema = self._net_from_checkpoint("params_ema", start_search=False)
         elif load and self._ckpt is None and self.opt["path"].get("pretrain_network_g"):
             self.load_network(ema, self.opt["path"]["pretrain_network_g"],
                               self.opt["path"].get("strict_load_g", True), "params_ema")
         return ema.to(self.device).eval()
 
+    def _carry_ema(self, old: nn.Module) -> nn.Module:
+        """A fresh copy of ``net_g`` (its masks and their state) holding ``old``'s EMA weights."""
+        new = copy.deepcopy(self.get_bare_model(self.net_g))
+        old_params = dict(old.named_parameters())
+        with torch.no_grad():
+            for name, p in new.named_parameters():
+                p.copy_(old_params[name])
+        return new.eval()
+
+    def model_ema(self, decay: float = 0.999) -> None:
+        """BasicSR's parameter EMA, plus the buffers (N:M ranks, SLS scores) copied from ``net_g``."""
+        super().model_ema(decay)
+        ema_buffers = dict(self.net_g_ema.named_buffers())
+        with torch.no_grad():
+            for name, b in self.get_bare_model(self.net_g).named_buffers():
+                if name in ema_buffers and ema_buffers[name].shape == b.shape:
+                    ema_buffers[name].copy_(b)
+
     def setup_optimizers(self) -> None:
-        """One optimizer over ``net_g`` (weights, plus SLS scores at their own lr while searching)."""
+        """One optimizer over the weights of ``net_g`` (SLS updates its own scores in ``step()``)."""
         optim_opt = copy.deepcopy(self._train_opt["optim_g"])
         optim_type = optim_opt.pop("type")
-        if self._sls is not None and self._sls.searching:
-            params: Any = self._sls.param_groups(optim_opt["lr"])
-        else:
-            params = [p for p in self.get_bare_model(self.net_g).parameters() if p.requires_grad]
+        params = [p for p in self.get_bare_model(self.net_g).parameters() if p.requires_grad]
         self.optimizer_g = self.get_optimizer(optim_type, params, **optim_opt)
         self.optimizers = [self.optimizer_g]
 
@@ -218,11 +234,6 @@ class IRPruneModel(SRModel):
         self._restructure(pruned, f"MOSP pruned at iter {current_iter} ({summary['inner_steps']} LP steps; "
                                   f"history in {history_file})")
 
-    @property
-    def _refresh_every(self) -> int:
-        from .methods import sls_options
-        return sls_options(self.cfg)[1].refresh_every
-
     def _write_structure(self, reason: str) -> None:
         """Every rank records its architecture (``structure_rank<r>.json``) to make divergence visible."""
         root = self.opt["path"].get("experiments_root")
@@ -260,22 +271,24 @@ class IRPruneModel(SRModel):
                 if value is not None:
                     loss_dict[name] = value
                     l_total = l_total + value
-        if self._sls is not None and self._sls.searching:
-            reg = self._sls.regularization()
-            loss_dict["l_macs"] = reg
-            l_total = l_total + reg
+        if self._sls is not None:
+            reg = self._sls.regularization()  # MACs term while searching, then SR-STE decay (or 0)
+            if self._sls.searching or reg.requires_grad:
+                loss_dict["l_macs" if self._sls.searching else "l_srste"] = reg
+                l_total = l_total + reg
         l_total.backward()
         self.optimizer_g.step()
         if self._sls is not None:
-            self.stats["macs_ratio"] = self._sls.kept_ratio()
-            new = self._sls.after_step()
-            if new is not None:
-                self._template = self._sls.template
-                self._sls, self.phase = None, "finetune"
-                self._restructure(new, f"SLS search ended at iter {current_iter}")
-        elif self.cfg.method == "sls" and self.phase == "finetune":
-            if current_iter % self._refresh_every == 0:
-                refresh_masks(self.get_bare_model(self.net_g))
+            if self._sls.after_step():
+                self.phase = "finetune"
+                if getattr(self, "net_g_ema", None) is not None:
+                    self.net_g_ema = self._carry_ema(self.net_g_ema)  # EMA weights, frozen N:M masks
+                self._refresh_stats()
+                self._write_structure(f"SLS search ended at iter {current_iter}")
+                get_root_logger().info(f"[irprune] SLS search ended at iter {current_iter}: " +
+                                       " ".join(f"{k}={v:.4g}" for k, v in self.stats.items()))
+            elif self._sls.searching:
+                self.stats["macs_ratio"] = self._sls.kept_ratio()
         self.log_dict = self.reduce_loss_dict(loss_dict)
         self.log_dict.update(self.stats)
         if self.ema_decay > 0:
@@ -295,10 +308,11 @@ class IRPruneModel(SRModel):
         """A saveable (parametrization-free) version of ``net`` plus extra checkpoint entries."""
         if self._template is None:
             return net, {}
-        if self.phase == "search":
-            dense, scores = plain_copy(net, self._template, dense=True)
-            return dense, {"sls_scores": scores}
-        return plain_copy(net, self._template)[0], {}
+        plain, extra = plain_copy(net, self._template, dense=self.phase == "search")
+        state = {"scores": extra["scores"], "ranks": extra["ranks"]}
+        if self.phase != "search":  # dense weights under the masks: SR-STE finetuning resumes exactly
+            state["dense"] = extra["dense"]
+        return plain, {"sls_state": state}
 
     def save(self, epoch: int, current_iter: int) -> None:
         """BasicSR's save, with the pruned architecture and pruning state stored alongside."""
@@ -312,11 +326,11 @@ class IRPruneModel(SRModel):
             meta = {"method": self.cfg.method if self.cfg else None, "phase": self.phase,
                     "pruning": self.cfg.to_dict() if self.cfg else {}, "iter": int(current_iter),
                     "stats": {k: float(v) for k, v in self.stats.items()}, **extra}
-            if self.phase == "search":
+            if self._sls is not None:
                 meta["sls_steps"] = int(self._sls.pruner.steps_done)
-                if current_iter == -1:
-                    get_root_logger().warning(
-                        "training ended during the SLS search: the saved network is dense with search "
-                        "scores, not yet at the MACs budget; resume with a larger train.total_iter")
+            if self.phase == "search" and current_iter == -1:
+                get_root_logger().warning(
+                    "training ended during the SLS search: the saved network is dense with search "
+                    "scores, not yet at the MACs budget; resume with a larger train.total_iter")
             ckp.save_checkpoint(path, nets, meta)
         self.save_training_state(epoch, current_iter)

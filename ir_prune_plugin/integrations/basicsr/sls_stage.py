@@ -1,4 +1,9 @@
-"""SLS inside a BasicSR model: the search (SLSPruner), then finetuning with each layer's N fixed."""
+"""SLS inside a BasicSR model: one SLSPruner drives the search and the finetuning after it.
+
+The pruner stays attached for the whole run (its ``regularization()`` is the MACs term while
+searching and the SR-STE decay afterwards, its ``step()`` updates scores and refreshes masks);
+checkpoints hold a mask-free copy (:func:`plain_copy`) plus the search state to rebuild it.
+"""
 from __future__ import annotations
 
 import copy
@@ -25,32 +30,13 @@ def _masked_modules(net: nn.Module) -> dict[str, tuple[nn.Module, nn.Module]]:
     return out
 
 
-def attach_fixed_masks(net: nn.Module, plan: dict[str, tuple[int, int]]) -> nn.Module:
-    """Put a fixed-N magnitude N:M mask on every layer of ``plan`` (in place; returns ``net``)."""
-    from ...sparsity import FixedNMMask, PLAN_ATTR
-    from ...sparsity import masks as mk
-    modules = dict(net.named_modules())
-    for name in sorted(plan):
-        n, m_ = plan[name]
-        layer = modules[name]
-        mk.attach(layer, FixedNMMask(layer.weight.detach(), n, m_, isinstance(layer, nn.ConvTranspose2d)))
-    setattr(net, PLAN_ATTR, {k: tuple(v) for k, v in plan.items()})
-    return net
-
-
-def refresh_masks(net: nn.Module) -> None:
-    """Re-rank every fixed mask from its current dense weight (N stays fixed)."""
-    from ...sparsity import masks as mk
-    for _, (layer, mask) in _masked_modules(net).items():
-        mask.refresh(mk.original(layer).detach())
-
-
 def plain_copy(net: nn.Module, template: nn.Module, *, dense: bool = False
-               ) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+               ) -> tuple[nn.Module, dict[str, Any]]:
     """A parametrization-free copy of ``net`` built from ``template`` (same layers, no masks).
 
     Masks are baked into the weights and the plan recorded (``dense=False``), or the dense
-    originals are kept (``dense=True``, for a search checkpoint). Also returns the SLS scores.
+    weights are kept (``dense=True``). Also returns the SLS state needed to rebuild the masks
+    exactly: ``{'scores', 'ranks', 'dense'}`` per layer (ranks as last refreshed, dense weights).
     ``net`` is never touched: removing a parametrization from a deep copy would delete the
     ``weight`` property of the class the copy shares with ``net``.
     """
@@ -58,22 +44,41 @@ def plain_copy(net: nn.Module, template: nn.Module, *, dense: bool = False
     from ...sparsity import masks as mk
     state = {k: v for k, v in net.state_dict().items()
              if ".parametrizations." not in k and not k.startswith("parametrizations.")}
-    plan, scores = {}, {}
+    plan: dict[str, tuple[int, int]] = {}
+    extra: dict[str, Any] = {"scores": {}, "ranks": {}, "dense": {}}
     for name, (layer, mask) in _masked_modules(net).items():
-        weight = mk.original(layer) if dense else layer.weight
-        state[f"{name}.weight" if name else "weight"] = weight.detach().clone()
+        original = mk.original(layer).detach()
+        state[f"{name}.weight" if name else "weight"] = (original if dense else layer.weight.detach()).clone()
         plan[name] = (int(mask.N), int(mask.M))
+        extra["dense"][name] = original.cpu().clone()
         if hasattr(mask, "scores"):
-            scores[name] = mask.scores.detach().cpu().clone()
+            extra["scores"][name] = mask.scores.detach().cpu().clone()
+        extra["ranks"][name] = mask.ranks.detach().cpu().clone()
     out = copy.deepcopy(template)
     out.load_state_dict(state, strict=True)
     if not dense:
         setattr(out, PLAN_ATTR, plan)
-    return out, scores
+    return out, extra
+
+
+def load_plain_state(net: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load a mask-free state dict into ``net`` whose layers may carry N:M parametrizations."""
+    masked = _masked_modules(net)
+    mapped = {}
+    for key, value in state.items():
+        layer, _, leaf = key.rpartition(".")
+        if leaf == "weight" and layer in masked:
+            key = f"{layer}.parametrizations.weight.original"
+        mapped[key] = value
+    missing, unexpected = net.load_state_dict(mapped, strict=False)
+    unexpected = [k for k in unexpected]
+    missing = [k for k in missing if ".parametrizations.weight.0." not in k]
+    if missing or unexpected:
+        raise ValueError(f"state does not fit the network: missing {missing}, unexpected {unexpected}")
 
 
 class SLSStage:
-    """Search state of one BasicSR run: start, per-step hooks, transition to fixed-N finetuning."""
+    """SLS state of one BasicSR run: search, its end (same step on every rank), finetuning."""
 
     def __init__(self, cfg: PruningConfig, example: torch.Tensor) -> None:
         self.cfg = cfg
@@ -82,48 +87,56 @@ class SLSStage:
         self.pruner: Any = None
         self.template: nn.Module | None = None  # plain (mask-free) twin of the trained network
 
-    def start(self, net: nn.Module, scores: dict[str, torch.Tensor] | None = None,
-              steps_done: int = 0) -> nn.Module:
-        """Begin (or resume) the search on ``net``; returns the network to train."""
+    def start(self, net: nn.Module, state: dict[str, Any] | None = None, steps_done: int = 0,
+              frozen_plan: dict[str, tuple[int, int]] | None = None) -> nn.Module:
+        """Begin the search on ``net``, or rebuild it from a checkpoint's ``state`` (and plan)."""
         from ...sparsity import SLSPruner
         from ...sparsity import masks as mk
         self.template = copy.deepcopy(net)
+        if state and state.get("dense"):
+            modules = dict(net.named_modules())
+            with torch.no_grad():
+                for name, weight in state["dense"].items():
+                    modules[name].weight.copy_(weight)
         self.pruner = SLSPruner(net, self.example, self.cfg.budget, M=self.M, options=self.options)
-        if scores:
-            for name, value in scores.items():
-                mk.mask_module(self.pruner.layers[name]).scores.data.copy_(value)
+        if state:
+            for name, layer in self.pruner.layers.items():
+                mask = mk.mask_module(layer)
+                if name in state.get("scores", {}):
+                    mask.scores.data.copy_(state["scores"][name])
+                if name in state.get("ranks", {}):
+                    mask.ranks.copy_(state["ranks"][name])
             self.pruner.steps_done = int(steps_done)
-        log.info("SLS search on %d layers (M=%d, budget %.4f of their dense MACs)",
-                 len(self.pruner.layers), self.M, self.cfg.budget)
+        if frozen_plan is not None:
+            self.pruner._freeze({n: int(v[0]) for n, v in frozen_plan.items()})
+        log.info("SLS on %d layers (M=%d, budget %.4f of their dense MACs), %s",
+                 len(self.pruner.layers), self.M, self.cfg.budget,
+                 "searching" if self.searching else "finetuning with N fixed")
         return self.pruner.model
 
     @property
     def searching(self) -> bool:
         return self.pruner is not None and self.pruner.searching
 
-    def param_groups(self, lr: float) -> list[dict]:
-        """Weights at ``lr`` and scores at ``score_lr`` while searching."""
-        return self.pruner.param_groups(lr)
-
     def regularization(self) -> torch.Tensor:
+        """The MACs term while searching, then the pruner's finetune term (SR-STE decay or 0)."""
         return self.pruner.regularization()
 
     def kept_ratio(self) -> float:
         return float(self.pruner.kept_ratio())
 
-    def after_step(self) -> nn.Module | None:
-        """Advance the search; when it ends (same step on every rank) return the finetune network."""
+    def after_step(self) -> bool:
+        """Advance the pruner; True on the step the search ends (the same step on every rank)."""
+        was_searching = self.pruner.searching
         self.pruner.step()
+        if not was_searching:
+            return False
         done = dist_sync.broadcast_object(not self.pruner.searching)
         if not done:
-            return None
+            return False
         plan = dist_sync.broadcast_object({n: int(v[0]) for n, v in self.pruner.plan.items()})
         if self.pruner.searching or any(self.pruner.plan[n][0] != v for n, v in plan.items()):
             log.warning("SLS plan differed from rank 0's; adopting rank 0's plan")
             self.pruner._freeze(plan)
-        final = self.pruner.finalize()
-        plan = dict(getattr(final, "irprune_nm_plan"))
-        self.pruner = None
-        self.template = copy.deepcopy(final)
-        log.info("SLS search finished: plan %s", {k: f"{n}:{m}" for k, (n, m) in plan.items()})
-        return attach_fixed_masks(final, plan)
+        log.info("SLS search finished: plan %s", {k: f"{n}:{m}" for k, (n, m) in self.pruner.plan.items()})
+        return True
