@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -18,45 +18,64 @@ from tqdm.auto import tqdm
 log = logging.getLogger(__name__)
 
 
-def _batches(dataset: Dataset, batch_size: int, seed: int) -> Iterator[dict]:
-    g = torch.Generator().manual_seed(seed)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=g, drop_last=True)
-    if len(loader) == 0:
-        raise ValueError(f"dataset of {len(dataset)} items is smaller than batch_size={batch_size}")
+def _pair(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(batch, dict):
+        return batch["lq"], batch["gt"]
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    raise TypeError("batches must be {'lq': x, 'gt': y} dicts or (x, y) pairs, "
+                    f"got {type(batch).__name__}")
+
+
+def batches(data: Dataset | Iterable, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless (x, y) batches from a map-style dataset (shuffled, seeded) or an iterable of batches."""
+    if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (list, tuple)):
+        g = torch.Generator().manual_seed(seed)
+        loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=g, drop_last=True)
+        if len(loader) == 0:
+            raise ValueError(f"dataset of {len(data)} items is smaller than batch_size={batch_size}")
+        source: Iterable = loader
+    else:
+        source = list(data)
+        if not source:
+            raise ValueError("no training batches given")
     while True:
-        yield from loader
+        for b in source:
+            yield _pair(b)
 
 
-def fit(model: nn.Module, dataset: Dataset, steps: int, *, lr: float = 1e-3, batch_size: int = 8,
+def fit(model: nn.Module, data: Dataset | Iterable, steps: int, *, lr: float = 1e-3, batch_size: int = 8,
+        param_groups: list[dict] | None = None, cosine: bool = True,
         extra_loss: Callable[[], torch.Tensor] | None = None,
         after_step: Callable[[int], None] | None = None,
-        grad_hook: Callable[[], None] | None = None,
         seed: int = 0, progress: bool = True, desc: str = "train") -> list[float]:
-    """Train ``model`` with L1 loss and Adam for ``steps`` iterations; returns the loss history.
+    """Train ``model`` with L1 loss and Adam for ``steps`` iterations; returns the L1 history.
 
-    ``extra_loss()`` is added to the task loss (e.g. a pruner's regularisation), ``grad_hook()``
-    runs between backward and the optimizer step (e.g. SR-STE), ``after_step(i)`` after it.
+    ``data`` is a paired dataset ({'lq','gt'} items) or an iterable of batches ((x, y) pairs or
+    dicts). ``param_groups`` (default: every trainable parameter at ``lr``) go to Adam; with
+    ``cosine`` the rate decays to lr/10. ``extra_loss()`` is added to the task loss (e.g. a
+    pruner's regularisation), ``after_step(i)`` runs after each optimizer step.
     """
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
     device = next(model.parameters()).device
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=lr * 0.1)
+    if param_groups is None:
+        param_groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
+    opt = torch.optim.Adam(param_groups, lr=lr)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=lr * 0.1)
+             if cosine else None)
     model.train()
     losses: list[float] = []
-    bar = tqdm(itertools.islice(_batches(dataset, batch_size, seed), steps), total=steps,
+    bar = tqdm(itertools.islice(batches(data, batch_size, seed), steps), total=steps,
                desc=desc, disable=not progress, leave=False)
-    for i, batch in enumerate(bar):
-        lq, gt = batch["lq"].to(device), batch["gt"].to(device)
-        loss = F.l1_loss(model(lq), gt)
+    for i, (x, y) in enumerate(bar):
+        loss = F.l1_loss(model(x.to(device)), y.to(device))
         total = loss + extra_loss() if extra_loss is not None else loss
         opt.zero_grad(set_to_none=True)
         total.backward()
-        if grad_hook is not None:
-            grad_hook()
         opt.step()
-        sched.step()
+        if sched is not None:
+            sched.step()
         if after_step is not None:
             after_step(i)
         losses.append(float(loss.detach()))

@@ -17,6 +17,7 @@ COLUMNS = (("method", "method", "{}"), ("budget", "budget", "{}"), ("psnr", "PSN
            ("peak_mb_measured_small", "peak MiB small (measured)", "{:.2f}"),
            ("memory_ratio", "memory / dense", "{:.3f}"), ("macs_g", "GMACs", "{:.3f}"),
            ("macs_m", "MMACs", "{:.2f}"), ("macs_ratio", "MACs / dense", "{:.3f}"),
+           ("prunable_ratio", "prunable MACs kept", "{:.3f}"),
            ("params", "params", "{:,}"), ("plan", "N:M plan", "{}"), ("budget_met", "budget met", "{}"))
 
 

@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from . import masks as mk
-from ._train import train
+from ..loops import fit as _fit
 from .macs import as_tuple, kept_macs, layer_macs
 from .nm import check_n_m, check_nm, eligible_layers
 
@@ -127,9 +127,10 @@ class NMPrunerBase:
     def fit(self, data: Dataset | Iterable, steps: int, options: FitOptions = FitOptions()) -> list[float]:
         """Train ``self.model`` (L1 + ``regularization()``) for ``steps``, calling ``step()`` each time."""
         self._check_live()
-        return train(self.model, data, steps, self.param_groups(options.lr), batch_size=options.batch_size,
-                     seed=options.seed, extra_loss=self.regularization, after_step=self.step,
-                     progress=options.progress, desc=type(self).__name__)
+        return _fit(self.model, data, steps, lr=options.lr, param_groups=self.param_groups(options.lr),
+                    cosine=False, batch_size=options.batch_size, seed=options.seed,
+                    extra_loss=self.regularization, after_step=lambda _i: self.step(),
+                    progress=options.progress, desc=type(self).__name__)
 
     def _check_live(self) -> None:
         if self._finalized:

@@ -142,14 +142,15 @@ def _run_study(cfg: StudyConfig, out_dir: str | Path, *, seed: int, cache_dir: s
         sls_model = sls.finalize()
         sls_macs = sls.macs()["model_kept"] if sls_macs is None else sls_macs
         rows.append(score(name, sls_model, sls.macs()["model_kept"], _plan_summary(sls.plan))
-                    | {"projected": sls.projected})
+                    | {"projected": sls.projected, "prunable_ratio": sls.macs()["ratio"]})
     n_uniform = n_for_budget(cfg.budget, cfg.M)
     for name, cls in (("one-shot", OneShotNM), ("sr-ste", SRSTEPruner)):
         torch.manual_seed(seed)
         p = cls(dense, x, n_uniform, cfg.M)
         p.fit(train, cfg.finetune_steps, fopts)
         m = p.finalize()
-        rows.append(score(name, m, p.macs()["model_kept"], _plan_summary(p.plan)))
+        rows.append(score(name, m, p.macs()["model_kept"], _plan_summary(p.plan))
+                    | {"prunable_ratio": p.macs()["ratio"]})
     torch.manual_seed(seed)
     filt = l1_filter_prune(dense, x, sls_macs, iters=cfg.filter_iters)
     fit(filt, train, cfg.finetune_steps, lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=seed,
