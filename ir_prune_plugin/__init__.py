@@ -1,6 +1,7 @@
 """ir-prune-plugin: memory- and compute-budgeted pruning (MOSP, SLS) for image-restoration nets.
 
-The public surface (DESIGN.md "Contract"), re-exported one by one:
+The public surface (DESIGN.md "Contract"), re-exported one by one and imported on first use
+(so ``import ir_prune_plugin`` stays cheap for subprocesses and the CLI):
 
 * :func:`estimate_peak_memory` / :func:`measure_peak_memory` -- peak activation memory.
 * :class:`Compactor` / :func:`insert_compactors` -- identity 1x1 convs on skip connections.
@@ -10,16 +11,39 @@ The public surface (DESIGN.md "Contract"), re-exported one by one:
 
 Ecosystem adapters live in ``ir_prune_plugin.integrations`` (torch_pruning, nni, basicsr).
 """
-from ._version import __version__
-from .channels.compactor import Compactor, insert_compactors
-from .channels.mosp import MOSPOptions, MOSPPruner
-from .io import load_pruned, save_pruned
-from .memory import (MeasuredMemory, MemoryProfile, PruningGroup, TraceError, estimate_peak_memory, measure_both,
-                     measure_peak_memory)
-from .sparsity import SLSOptions, SLSPruner, check_nm
+from __future__ import annotations
 
-__all__ = [
-    "Compactor", "MOSPOptions", "MOSPPruner", "MeasuredMemory", "MemoryProfile", "PruningGroup", "SLSOptions",
-    "SLSPruner", "TraceError", "__version__", "check_nm", "estimate_peak_memory", "insert_compactors",
-    "load_pruned", "measure_both", "measure_peak_memory", "save_pruned",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+_EXPORTS = {
+    "Compactor": "channels.compactor", "insert_compactors": "channels.compactor",
+    "MOSPOptions": "channels.mosp", "MOSPPruner": "channels.mosp",
+    "load_pruned": "io", "save_pruned": "io",
+    "MeasuredMemory": "memory", "MemoryProfile": "memory", "PruningGroup": "memory", "TraceError": "memory",
+    "estimate_peak_memory": "memory", "measure_both": "memory", "measure_peak_memory": "memory",
+    "SLSOptions": "sparsity", "SLSPruner": "sparsity", "check_nm": "sparsity",
+}
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from .channels.compactor import Compactor, insert_compactors
+    from .channels.mosp import MOSPOptions, MOSPPruner
+    from .io import load_pruned, save_pruned
+    from .memory import (MeasuredMemory, MemoryProfile, PruningGroup, TraceError, estimate_peak_memory,
+                         measure_both, measure_peak_memory)
+    from .sparsity import SLSOptions, SLSPruner, check_nm
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ir_prune_plugin' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

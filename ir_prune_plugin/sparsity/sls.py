@@ -143,14 +143,19 @@ class SLSPruner(NMPrunerBase):
             if ratio <= self.budget:
                 log.info("SLS search reached the budget at step %d (kept %.4f <= %.4f)",
                          self.steps_done, ratio, self.budget)
-                self._freeze(self._fill_to_budget())
+                self.freeze(self._fill_to_budget())
             elif self.steps_done >= self.options.search_steps:
                 self._project_to_budget()
         if self.steps_done % self.options.refresh_every == 0:
             for n, m in self.layers.items():
                 self._masks[n].refresh(mk.original(m).detach())
 
-    def _freeze(self, plan: dict[str, int] | None = None) -> None:
+    def freeze(self, plan: dict[str, int] | None = None) -> None:
+        """End the search: fix each layer's N (``plan`` = ``{layer: N}``, default: the current gates).
+
+        Used to apply a plan decided elsewhere (another rank, a resumed checkpoint); the weights
+        are then finetuned with N fixed.
+        """
         for n, m in self._masks.items():
             m.freeze(None if plan is None else plan[n], straight_through=self.options.finetune == "sr-ste")
             m.scores.grad = None
@@ -194,7 +199,7 @@ class SLSPruner(NMPrunerBase):
                     "projected by dropping %d lowest-score units", self.steps_done, self.kept_ratio(),
                     self.budget, dropped)
         self.projected = True
-        self._freeze(n_now)
+        self.freeze(n_now)
 
     def finalize(self) -> nn.Module:
         """Project to the budget if still searching, squash the masks and return the N:M model."""

@@ -108,7 +108,7 @@ class SLSStage:
                     mask.ranks.copy_(state["ranks"][name])
             self.pruner.steps_done = int(steps_done)
         if frozen_plan is not None:
-            self.pruner._freeze({n: int(v[0]) for n, v in frozen_plan.items()})
+            self.pruner.freeze({n: int(v[0]) for n, v in frozen_plan.items()})
         log.info("SLS on %d layers (M=%d, budget %.4f of their dense MACs), %s",
                  len(self.pruner.layers), self.M, self.cfg.budget,
                  "searching" if self.searching else "finetuning with N fixed")
@@ -137,6 +137,6 @@ class SLSStage:
         plan = dist_sync.broadcast_object({n: int(v[0]) for n, v in self.pruner.plan.items()})
         if self.pruner.searching or any(self.pruner.plan[n][0] != v for n, v in plan.items()):
             log.warning("SLS plan differed from rank 0's; adopting rank 0's plan")
-            self.pruner._freeze(plan)
+            self.pruner.freeze(plan)
         log.info("SLS search finished: plan %s", {k: f"{n}:{m}" for k, (n, m) in self.pruner.plan.items()})
         return True
