@@ -8,6 +8,9 @@ import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+# The test nets are tiny: one intra-op thread is several times faster than two on a 2-core box.
+torch.set_num_threads(1)
+
 
 @pytest.fixture
 def shared_data() -> Path:

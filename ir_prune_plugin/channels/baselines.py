@@ -135,12 +135,12 @@ def _confirmed(res: BaselineResult, memory_input_size: Sequence[int], budget_byt
 
 
 def _global_magnitude(model: nn.Module, example_inputs: Any, ratio: float, ignored: list[str],
-                      max_ratio: float, round_to: int | None) -> nn.Module:
+                      max_ratio: float, round_to: int | None, uniform: bool = False) -> nn.Module:
     kwargs = tpi.tp_kwargs(model, example_inputs, ignored_layers=ignored)
     was_training = model.training
     with torch.enable_grad():
         pruner = tp.pruner.MetaPruner(
-            model, example_inputs, importance=tpi.CompactorMagnitudeImportance(p=2), global_pruning=True,
+            model, example_inputs, importance=tpi.CompactorMagnitudeImportance(p=2), global_pruning=not uniform,
             pruning_ratio=ratio, max_pruning_ratio=max_ratio, round_to=round_to, **kwargs)
         pruner.step()
     model.train(was_training)
@@ -150,11 +150,13 @@ def _global_magnitude(model: nn.Module, example_inputs: Any, ratio: float, ignor
 def magnitude_prune_to_budget(model: nn.Module, example_inputs: Any, budget_bytes: int,
                               memory_input_size: Sequence[int], *, ignored_layers: Sequence[str] = (),
                               max_ratio: float = 0.9, round_to: int | None = None,
-                              scan_step: float = 0.1, iterations: int = 6) -> BaselineResult:
+                              scan_step: float = 0.1, iterations: int = 6,
+                              uniform: bool = False) -> BaselineResult:
     """Memory-blind global L2 pruning with (about) the smallest channel ratio whose peak meets the budget.
 
     Works on copies; the caller's ``model`` is unchanged. ``max_ratio`` caps any one layer's
-    pruning (Torch-Pruning's ``max_pruning_ratio``).
+    pruning (Torch-Pruning's ``max_pruning_ratio``). ``uniform=True`` removes the same share of
+    every layer's channels instead (a uniformly narrower net sliced from the trained one).
     """
     if not 0 < max_ratio < 1:
         raise ValueError(f"max_ratio must lie in (0, 1), got {max_ratio!r}")
@@ -163,7 +165,7 @@ def magnitude_prune_to_budget(model: nn.Module, example_inputs: Any, budget_byte
 
     def attempt(ratio: float) -> BaselineResult:
         work = copy.deepcopy(model)
-        _global_magnitude(work, example_inputs, ratio, names, max_ratio, round_to)
+        _global_magnitude(work, example_inputs, ratio, names, max_ratio, round_to, uniform)
         return BaselineResult(work, ratio, peak_of(work))
 
     # The peak is not monotone in the global ratio (Torch-Pruning's per-layer cap redistributes
@@ -189,6 +191,6 @@ def magnitude_prune_to_budget(model: nn.Module, example_inputs: Any, budget_byte
         else:
             lo = mid
     best = _confirmed(best, memory_input_size, budget_bytes)
-    log.info("global magnitude ratio %.4f: peak %s (budget %s)", best.knob, format_bytes(best.peak_bytes),
-             format_bytes(budget_bytes))
+    log.info("%s magnitude ratio %.4f: peak %s (budget %s)", "uniform" if uniform else "global", best.knob,
+             format_bytes(best.peak_bytes), format_bytes(budget_bytes))
     return best

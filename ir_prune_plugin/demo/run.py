@@ -171,11 +171,13 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, *, cache_dir: str | Path | No
         mosp, models = mosp_section(cfg, out, cache, progress)
         if cfg.run_combined:
             mosp["rows"].append(combined_row(cfg, out, dense, progress))
-        panels = [("dense", dense)] + [(f"{k.split('@')[0]} @{k.split('@')[1]} mem", models[k])
-                                       for k in (f"mosp@{b}" for b in (0.5, 0.25)) if k in models]
-        panels += [("uniform width @0.5 mem", models["uniform-width@0.5"])] if "uniform-width@0.5" in models else []
+        first = min(b for b in (r["budget"] for r in mosp["rows"]) if isinstance(b, float))
+        panels = [("dense", dense)] + [(f"{name} @{first:g} mem", models[f"{name}@{first}"])
+                                       for name in ("mosp", "uniform-slice", "uniform-width")
+                                       if f"{name}@{first}" in models]
         strip = image_strip(out / "denoise_strip.png", val[0], panels)
-        mosp["images"] = [{"file": strip.name, "caption": "noisy / dense / MOSP / uniform width at equal memory / clean"}]
+        mosp["images"] = [{"file": strip.name, "caption": "noisy / dense / MOSP / uniform baselines at equal "
+                                                          "memory / clean"}]
         sections.append(mosp)
         lap("mosp", t)
     if cfg.run_sls:

@@ -3,8 +3,9 @@
 A CPU-sized SID U-Net is pretrained on the embedded sigma=25 denoising task (weights cached by
 config). Each budget (a fraction of the dense peak at 1x3x1080x2048) is met by:
 MOSP with compactors, MOSP without compactors, memory-blind global magnitude pruning (its
-ratio bisected to the budget) and the uniformly narrower U-Net (trained from scratch for the
-dense model's pretraining plus finetuning steps). Every pruned model then gets the same number of
+ratio bisected to the budget), the same share of channels cut from every layer of the trained
+net ("uniform-slice") and the uniformly narrower U-Net trained from scratch for the dense
+model's pretraining plus finetuning steps ("uniform-width"). Every pruned model then gets the same number of
 finetune steps; MOSP's short finetunes between outer steps (``loop_finetune_steps`` each, at most
 ``loop_finetune_share`` of the budget) are taken out of that same budget.
 """
@@ -192,16 +193,19 @@ def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache
                                "search_over_finetune": round(search_s / max(timing["finetune_s"], 1e-9), 3),
                                "inner_steps": len(pruner.history.records),
                                "widths": _widths(pruned)}))
-        try:
-            blind = magnitude_prune_to_budget(dense, x, budget_bytes, big, max_ratio=cfg.magnitude_max_ratio,
-                                              scan_step=cfg.magnitude_scan_step,
-                                              iterations=cfg.magnitude_bisections)
-        except ValueError as exc:   # memory-blind pruning may not reach the budget at all
-            rows.append({"method": "global-magnitude", "budget": budget, "unreachable": str(exc)})
-        else:
-            model = finetune(blind.model, cfg.finetune_steps, "finetune magnitude")
-            rows.append(score("global-magnitude", budget, model, cfg.finetune_steps,
-                              {"ratio": round(blind.knob, 4), "widths": _widths(model)}))
+        # memory-blind global magnitude pruning, and the same share cut from every layer
+        # ("uniform-slice": a uniformly narrower net that keeps the trained weights)
+        for method, uniform in (("global-magnitude", False), ("uniform-slice", True)):
+            try:
+                blind = magnitude_prune_to_budget(dense, x, budget_bytes, big, max_ratio=cfg.magnitude_max_ratio,
+                                                  scan_step=cfg.magnitude_scan_step,
+                                                  iterations=cfg.magnitude_bisections, uniform=uniform)
+            except ValueError as exc:   # the budget may be out of reach for these rules
+                rows.append({"method": method, "budget": budget, "unreachable": str(exc)})
+            else:
+                model = finetune(blind.model, cfg.finetune_steps, f"finetune {method}")
+                rows.append(score(method, budget, model, cfg.finetune_steps,
+                                  {"ratio": round(blind.knob, 4), "widths": _widths(model)}))
         uni = uniform_width_to_budget({"type": "sid_unet", "width": cfg.width}, budget_bytes, big)
         torch.manual_seed(seed)
         scratch = cfg.pretrain_steps + cfg.finetune_steps
@@ -238,7 +242,7 @@ def _plot(rows: list[dict], path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for method, marker in (("dense", "*"), ("mosp", "o"), ("mosp-no-compactor", "s"),
-                           ("global-magnitude", "^"), ("uniform-width", "v")):
+                           ("global-magnitude", "^"), ("uniform-slice", "D"), ("uniform-width", "v")):
         pts = sorted((r["peak_mb_est"], r["psnr"]) for r in rows if r["method"] == method and "psnr" in r)
         if pts:
             ax.plot(*zip(*pts), marker=marker, label=method)
