@@ -64,6 +64,7 @@ def fit(model: nn.Module, data: Dataset | Iterable, steps: int, *, lr: float = 1
     opt = torch.optim.Adam(param_groups, lr=lr)
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=lr * 0.1)
              if cosine else None)
+    was_training = model.training
     model.train()
     losses: list[float] = []
     bar = tqdm(itertools.islice(batches(data, batch_size, seed), steps), total=steps,
@@ -81,7 +82,7 @@ def fit(model: nn.Module, data: Dataset | Iterable, steps: int, *, lr: float = 1
         losses.append(float(loss.detach()))
         if i % 10 == 0:
             bar.set_postfix(l1=f"{losses[-1]:.4f}")
-    model.eval()
+    model.train(was_training)
     return losses
 
 
@@ -108,18 +109,20 @@ def evaluate(model: nn.Module | None, dataset: Dataset, *, crop_border: int = 0,
         model.eval()
     device = next(model.parameters()).device if model is not None else torch.device("cpu")
     psnrs, ssims = [], []
-    for i in range(len(dataset)):
-        item = dataset[i]
-        lq = item["lq"].unsqueeze(0).to(device)
-        if model is None:
-            if lq.shape != item["gt"].unsqueeze(0).shape:
-                lq = F.interpolate(lq, size=item["gt"].shape[-2:], mode="bicubic", align_corners=False)
-            out = lq
-        else:
-            out = model(lq)
-        sr, gt = _to_img(out), _to_img(item["gt"].unsqueeze(0))
-        psnrs.append(calculate_psnr(sr, gt, crop_border=crop_border, test_y_channel=y_channel))
-        ssims.append(calculate_ssim(sr, gt, crop_border=crop_border, test_y_channel=y_channel))
-    if model is not None and was_training:
-        model.train()
+    try:
+        for i in range(len(dataset)):
+            item = dataset[i]
+            lq = item["lq"].unsqueeze(0).to(device)
+            if model is None:
+                if lq.shape != item["gt"].unsqueeze(0).shape:
+                    lq = F.interpolate(lq, size=item["gt"].shape[-2:], mode="bicubic", align_corners=False)
+                out = lq
+            else:
+                out = model(lq)
+            sr, gt = _to_img(out), _to_img(item["gt"].unsqueeze(0))
+            psnrs.append(calculate_psnr(sr, gt, crop_border=crop_border, test_y_channel=y_channel))
+            ssims.append(calculate_ssim(sr, gt, crop_border=crop_border, test_y_channel=y_channel))
+    finally:
+        if model is not None:
+            model.train(was_training)
     return {"psnr": float(sum(psnrs) / len(psnrs)), "ssim": float(sum(ssims) / len(ssims))}

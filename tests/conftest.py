@@ -8,6 +8,16 @@ import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+# Hypothesis keeps its example database under the CWD by default: keep the checkout clean.
+try:
+    import tempfile
+
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(tempfile.mkdtemp(prefix="irprune-hypothesis-"))
+except ImportError:  # hypothesis is a test extra
+    pass
+
 # The test nets are tiny: one intra-op thread is several times faster than two on a 2-core box.
 torch.set_num_threads(1)
 

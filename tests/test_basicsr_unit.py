@@ -1,6 +1,7 @@
 """BasicSR integration, in-process parts: registration, datasets, the pruning: block, shims."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 
 import pytest
@@ -77,7 +78,7 @@ def test_good_blocks_parse_to_frozen_config() -> None:
                                "options": {"memory_input_size": [1, 3, 64, 64]}})
     assert cfg.method == "mosp" and cfg.budget == "384MB" and cfg.start_iter == 5
     assert cfg.options["memory_input_size"] == (1, 3, 64, 64)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.budget = 0.1  # frozen
     sls = parse_pruning_block({"method": "sls", "budget": 0.25,
                                "options": {"M": 16, "schedule": {"start": 1.0, "end": 10.0}}})

@@ -23,7 +23,7 @@ def test_basicsr_needs_the_shim_and_imports_after_it():
     assert fixed.stdout.strip() == "ok"
 
 
-def test_cpu_resume_loads_state_without_cuda(tmp_path):
+def test_cpu_resume_loads_state_without_cuda(tmp_path, monkeypatch):
     import torch
 
     from ir_prune_plugin.compat import apply_basicsr_shims
@@ -36,13 +36,7 @@ def test_cpu_resume_loads_state_without_cuda(tmp_path):
     for it in (100, 200):
         torch.save({"iter": it, "epoch": 1}, state_dir / f"{it}.state")
     opt = {"auto_resume": True, "name": "exp", "path": {}}
-    import os
-
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        state = bt.load_resume_state(opt)
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(tmp_path)  # BasicSR's auto-resume reads a CWD-relative path
+    state = bt.load_resume_state(opt)
     assert state["iter"] == 200
     assert opt["path"]["resume_state"].endswith("200.state")

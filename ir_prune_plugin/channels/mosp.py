@@ -61,7 +61,8 @@ class MOSPOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if self.inner_step is not None and (not isinstance(self.inner_step, int) or self.inner_step <= 0):
+        if self.inner_step is not None and (isinstance(self.inner_step, bool)
+                                            or not isinstance(self.inner_step, int) or self.inner_step <= 0):
             raise ValueError(f"inner_step must be None or a positive int of bytes, got {self.inner_step!r}")
         mc = self.min_channels
         if isinstance(mc, bool) or not (isinstance(mc, int) and mc >= 1 or isinstance(mc, float) and 0 < mc < 1):

@@ -56,8 +56,17 @@ class SLSOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {v!r}")
-        if not self.reg_weight > 0 or not self.score_lr > 0:
-            raise ValueError(f"reg_weight and score_lr must be > 0, got {self.reg_weight}, {self.score_lr}")
+        for name in ("reg_weight", "score_lr", "score_momentum", "lambda_w", "threshold"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"{name} must be a number, got {v!r}")
+        for name in ("reg_weight", "score_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if not 0 <= self.score_momentum < 1:
+            raise ValueError(f"score_momentum must be in [0, 1), got {self.score_momentum!r}")
+        if self.lambda_w < 0:
+            raise ValueError(f"lambda_w must be >= 0 (0 turns the SR-STE decay off), got {self.lambda_w!r}")
         if self.finetune not in ("fixed", "sr-ste"):
             raise ValueError(f"finetune must be 'fixed' or 'sr-ste', got {self.finetune!r}")
         if not 0 < self.threshold < 1:
@@ -84,11 +93,11 @@ class SLSPruner(NMPrunerBase):
         if not isinstance(options, SLSOptions):
             raise TypeError(f"options must be SLSOptions, got {type(options).__name__}")
         check_n_m(1, M)
+        if M == 1:
+            raise ValueError("M must be >= 2 for a search (M=1 keeps every weight)")
         if budget < 1.0 / M:
             raise ValueError(f"macs_budget={budget} is below 1/M={1 / M:.4f}, the least any N:{M} plan keeps; "
                              "use a larger budget or a larger M")
-        if M == 1:
-            raise ValueError("M must be >= 2 for a search (M=1 keeps every weight)")
         super().__init__(model, example_inputs, M, options.ignored_layers)
         self.budget = budget
         self.options = options
@@ -149,6 +158,14 @@ class SLSPruner(NMPrunerBase):
         if self.steps_done % self.options.refresh_every == 0:
             for n, m in self.layers.items():
                 self._masks[n].refresh(mk.original(m).detach())
+
+    def score_state(self) -> dict:
+        """The score optimizer's state (momentum buffers): save it to resume a search exactly."""
+        return self._score_opt.state_dict()
+
+    def load_score_state(self, state: dict) -> None:
+        """Restore :meth:`score_state` (after the scores themselves were restored)."""
+        self._score_opt.load_state_dict(state)
 
     def freeze(self, plan: dict[str, int] | None = None) -> None:
         """End the search: fix each layer's N (``plan`` = ``{layer: N}``, default: the current gates).

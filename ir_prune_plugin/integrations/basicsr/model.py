@@ -310,6 +310,8 @@ class IRPruneModel(SRModel):
             return net, {}
         plain, extra = plain_copy(net, self._template, dense=self.phase == "search")
         state = {"scores": extra["scores"], "ranks": extra["ranks"]}
+        if self.phase == "search" and self._sls is not None:  # momentum of the score SGD
+            state["score_opt"] = self._sls.pruner.score_state()
         if self.phase != "search":  # dense weights under the masks: SR-STE finetuning resumes exactly
             state["dense"] = extra["dense"]
         return plain, {"sls_state": state}

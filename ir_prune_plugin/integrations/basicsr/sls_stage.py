@@ -107,6 +107,8 @@ class SLSStage:
                 if name in state.get("ranks", {}):
                     mask.ranks.copy_(state["ranks"][name])
             self.pruner.steps_done = int(steps_done)
+            if "score_opt" in state:
+                self.pruner.load_score_state(state["score_opt"])
         if frozen_plan is not None:
             self.pruner.freeze({n: int(v[0]) for n, v in frozen_plan.items()})
         log.info("SLS on %d layers (M=%d, budget %.4f of their dense MACs), %s",

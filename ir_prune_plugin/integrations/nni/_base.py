@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from nni.compression.base.compressor import Pruner
@@ -96,12 +96,14 @@ class PluginPruner(Pruner):
         self._load_pure_state(state)
         self.update_masks({n: m for n, m in masks.items() if n in self._module_wrappers})
 
-    def compress(self, max_steps: int | None = None, max_epochs: int | None = None):
+    def compress(self, max_steps: int | None = None,
+                 max_epochs: int | None = None) -> tuple[nn.Module, dict[str, dict[str, torch.Tensor]]]:
         """Run the algorithm; returns ``(wrapped model, masks)`` like every NNI pruner."""
         return super().compress(max_steps, max_epochs)
 
     def train_with_evaluator(self, model: nn.Module, steps: int, names_map: dict[str, str] | None = None,
-                             extra_loss=None, before_step=(), after_step=()) -> None:
+                             extra_loss: Callable[[], torch.Tensor] | None = None,
+                             after_step: Sequence[Callable[[], None]] = ()) -> None:
         """Train ``model`` for ``steps`` with the evaluator's own loop, loss and optimizer."""
         if self.evaluator is None or steps <= 0:
             return
@@ -110,8 +112,8 @@ class PluginPruner(Pruner):
         try:
             if extra_loss is not None:
                 ev.patch_loss(lambda loss, batch: loss + extra_loss())
-            if before_step or after_step:
-                ev.patch_optimizer_step(before_step_tasks=list(before_step), after_step_tasks=list(after_step))
+            if after_step:
+                ev.patch_optimizer_step(before_step_tasks=[], after_step_tasks=list(after_step))
             ev.train(max_steps=steps)
         finally:
             ev.unbind_model()

@@ -65,16 +65,10 @@ class NNISLSPruner(PluginPruner):
     def _run(self, pure: nn.Module) -> tuple[dict, dict]:
         # From the current weights (the model may have changed since construction).
         core = SLSPruner(pure, self.example_inputs, 1.0 - self.sparse_ratio, M=self.M, options=self.options)
-        score_opt = torch.optim.Adam(core.score_parameters(), lr=self.options.score_lr)
-
-        def scores_step() -> None:
-            if core.searching:
-                score_opt.step()
-            score_opt.zero_grad(set_to_none=True)
-
+        # The scores are the core's state (buffers outside NNI's optimizer): core.step() updates
+        # them with its own SGD after each optimizer step, exactly as in SLSPruner.fit.
         self.train_with_evaluator(core.model, self.training_steps, self._names_map(core),
-                                  extra_loss=core.regularization, before_step=[scores_step],
-                                  after_step=[core.step])
+                                  extra_loss=core.regularization, after_step=[core.step])
         model = core.finalize()
         self.plan = dict(core.plan)
         self.macs = core.macs()
