@@ -22,7 +22,7 @@ class DemoConfig:
     patch: int = 64
     batch_size: int = 8
     pretrain_steps: int = 1500
-    finetune_steps: int = 200
+    finetune_steps: int = 300
     val_size: int = 192          # centre crop of the held-out photos used for PSNR/SSIM
     memory_size: tuple[int, int] = (1080, 2048)  # H, W at which peak memory is reported
     run_mosp: bool = True
