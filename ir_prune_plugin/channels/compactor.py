@@ -31,10 +31,12 @@ class Compactor(nn.Module):
 
     @property
     def in_channels(self) -> int:
+        """Channels of the skip tensor it reads."""
         return self.weight.shape[1]
 
     @property
     def out_channels(self) -> int:
+        """Channels it passes on (fewer once pruned)."""
         return self.weight.shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

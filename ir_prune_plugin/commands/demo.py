@@ -6,6 +6,7 @@ from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``demo`` subcommand to ``irprune``."""
     p = subparsers.add_parser("demo", help="run the side-by-side pruning study on embedded photos",
                               description="Pretrain small IR nets on embedded photos, prune them with MOSP/SLS "
                                           "and baselines at matched budgets, and write a report.")
@@ -21,6 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``irprune demo``; returns the exit code."""
     from ..demo import DemoConfig, run_demo
     from ..demo.report import table
 

@@ -21,6 +21,7 @@ def parse_hw(text: str) -> tuple[int, int]:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``prune`` subcommand to ``irprune``."""
     p = subparsers.add_parser(
         "prune", help="prune a network with MOSP (peak memory) or SLS (N:M under a MACs budget)",
         description="Load or build a network, prune it on the embedded photo task of its kind "
@@ -51,6 +52,7 @@ def _task(spec: dict):
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``irprune prune``; returns the exit code."""
     import torch
 
     from .. import load_pruned, save_pruned

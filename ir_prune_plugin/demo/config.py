@@ -47,6 +47,7 @@ class DemoConfig:
         return replace(presets[name], **{k: v for k, v in overrides.items() if v is not None})
 
     def to_dict(self) -> dict:
+        """JSON-ready form (tuples as lists)."""
         d = asdict(self)
         d["memory_size"] = list(self.memory_size)
         return d
