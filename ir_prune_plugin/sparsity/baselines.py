@@ -74,9 +74,6 @@ class SRSTEPruner(NMPrunerBase):
 
     def regularization(self) -> torch.Tensor:
         """``lambda_w / 2 * sum ||(1 - mask) * W||^2`` over the N:M layers (the SR-STE decay)."""
-        total = torch.zeros((), device=self._device())
-        for m in self.layers.values():
-            w = mk.original(m)
-            pruned = w * (1 - mk.mask_module(m).mask_of(w.detach()))
-            total = total + pruned.pow(2).sum()
-        return 0.5 * self.lambda_w * total
+        pairs = ((w, mk.mask_module(m).mask_of(w.detach())) for w, m in
+                 ((mk.original(m), m) for m in self.layers.values()))
+        return mk.srste_decay(pairs, self.lambda_w, self._device())

@@ -7,6 +7,8 @@ the weights at every forward and passes gradients straight through to all weight
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
@@ -154,3 +156,15 @@ def squash(module: nn.Module) -> None:
     """Bake the mask into a plain weight and remove the parametrization."""
     if parametrize.is_parametrized(module, "weight"):
         parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+
+
+def srste_decay(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]], lambda_w: float,
+                device: torch.device) -> torch.Tensor:
+    """SR-STE's decay ``lambda_w / 2 * sum ||(1 - mask) * W||^2`` over ``(W, mask)`` pairs.
+
+    Its gradient on each dense weight is ``lambda_w * (1 - mask) * W``, the SR-STE term.
+    """
+    total = torch.zeros((), device=device)
+    for w, mask in pairs:
+        total = total + (w * (1 - mask)).pow(2).sum()
+    return 0.5 * lambda_w * total

@@ -128,11 +128,9 @@ class SLSPruner(NMPrunerBase):
         (or the SR-STE decay ``lambda_w / 2 * ||(1 - mask) * W||^2`` with ``finetune="sr-ste"``)."""
         if not self.searching:
             if self.options.finetune == "sr-ste" and self.options.lambda_w > 0:
-                total = torch.zeros((), device=self._device())
-                for n, m in self.layers.items():
-                    w, mm = mk.original(m), self._masks[n]
-                    total = total + (w * (1 - nm_mask(w.detach(), mm.N, self.M, mm.transposed))).pow(2).sum()
-                return 0.5 * self.options.lambda_w * total
+                pairs = ((w, nm_mask(w.detach(), self._masks[n].N, self.M, self._masks[n].transposed))
+                         for n, w in ((n, mk.original(m)) for n, m in self.layers.items()))
+                return mk.srste_decay(pairs, self.options.lambda_w, self._device())
             return torch.zeros((), device=self._device())
         coeff = self.options.reg_weight * self.options.schedule(self.steps_done / self.options.search_steps)
         kept = sum(self._masks[n].soft_n() * (v / self.M) for n, v in self.dense_macs.items())
