@@ -171,7 +171,7 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, *, cache_dir: str | Path | No
         mosp, models = mosp_section(cfg, out, cache, progress)
         if cfg.run_combined:
             mosp["rows"].append(combined_row(cfg, out, dense, progress))
-        first = min(b for b in (r["budget"] for r in mosp["rows"]) if isinstance(b, float))
+        first = max(b for b in (r["budget"] for r in mosp["rows"]) if isinstance(b, float))
         panels = [("dense", dense)] + [(f"{name} @{first:g} mem", models[f"{name}@{first}"])
                                        for name in ("mosp", "uniform-slice", "uniform-width")
                                        if f"{name}@{first}" in models]
