@@ -26,7 +26,8 @@ PY = VENV / "bin" / "python"
 
 def _run(cmd: list[str], **kw) -> None:
     print("+", " ".join(str(c) for c in cmd), flush=True)
-    subprocess.run([str(c) for c in cmd], check=True, **kw)
+    subprocess.run([str(c) for c in cmd], check=True,
+                   env=dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1"), **kw)
 
 
 def _spec_hash() -> str:
