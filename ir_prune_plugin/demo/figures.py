@@ -48,8 +48,9 @@ def image_strip(path: str | Path, item: dict, panels: Sequence[tuple[str, nn.Mod
     return path
 
 
-def tradeoff_plot(path: str | Path, rows: Sequence[dict], x: str, xlabel: str, title: str) -> Path:
-    """PSNR versus a cost column (peak memory, MACs): one marker per method, lines per family."""
+def tradeoff_plot(path: str | Path, rows: Sequence[dict], x: str, xlabel: str, title: str, *,
+                  y: str = "psnr", ylabel: str = "PSNR (dB)") -> Path:
+    """Quality (``y``) versus a cost column (peak memory, MACs): a marker per row, a line per method."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -57,14 +58,14 @@ def tradeoff_plot(path: str | Path, rows: Sequence[dict], x: str, xlabel: str, t
     fig, ax = plt.subplots(figsize=(6, 4))
     families: dict[str, list[tuple[float, float, str]]] = {}
     for r in rows:
-        if r.get(x) is None or r.get("psnr") is None:
+        if r.get(x) is None or r.get(y) is None:
             continue
-        families.setdefault(r.get("family", r["method"]), []).append((float(r[x]), float(r["psnr"]), r["method"]))
+        families.setdefault(r.get("family", r["method"]), []).append((float(r[x]), float(r[y]), r["method"]))
     for fam, pts in sorted(families.items()):
         pts.sort()
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=fam)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("PSNR (dB)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -236,24 +236,10 @@ def _cfg_dict(cfg: MOSPStudyConfig) -> dict[str, Any]:
 
 
 def _plot(rows: list[dict], path: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..demo.figures import tradeoff_plot
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method, marker in (("dense", "*"), ("mosp", "o"), ("mosp-no-compactor", "s"),
-                           ("global-magnitude", "^"), ("uniform-slice", "D"), ("uniform-width", "v")):
-        pts = sorted((r["peak_mb_est"], r["psnr"]) for r in rows if r["method"] == method and "psnr" in r)
-        if pts:
-            ax.plot(*zip(*pts), marker=marker, label=method)
-    ax.set_xlabel("peak activation memory at 2048x1080 (MiB, estimate)")
-    ax.set_ylabel("PSNR (dB)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return tradeoff_plot(path, rows, "peak_mb_est", "peak activation memory at 2048x1080 (MiB, estimate)",
+                         "MOSP: PSNR at equal peak memory")
 
 
 def run_mosp_study(out_dir: str | Path, *, quick: bool = False, seed: int = 0,

@@ -202,47 +202,12 @@ def run_adaptive_study(cfg: StudyConfig, out_dir: str | Path, images: list[tuple
 
 
 def _plot(rows: list[dict], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..demo.figures import tradeoff_plot
 
     key = "psnr" if "psnr" in rows[0] else next(k for k in rows[0] if k.startswith("psnr"))
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for r in rows:
-        ax.scatter(r["macs"] / 1e6, r[key], label=r["method"])
-        ax.annotate(r["method"], (r["macs"] / 1e6, r[key]), fontsize=8)
-    ax.set_xlabel("MACs (M) per 64x64 LR input")
-    ax.set_ylabel(f"{key} (dB, Y)")
-    ax.set_title("x2 SR, EDSR: pruning at equal MACs")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def plot_sweep(results: list[dict], path: str | Path, metric: str | None = None) -> Path:
-    """One PSNR-vs-MACs line per method over several study results (e.g. budgets 0.25 and 0.125)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for res in results for r in res["rows"]]
-    key = metric or ("psnr" if "psnr" in rows[0] else next(k for k in rows[0] if k.startswith("psnr")))
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for method in dict.fromkeys(r["method"] for r in rows):
-        pts = sorted({(r["macs"] / 1e6, r[key]) for r in rows if r["method"] == method})
-        ax.plot(*zip(*pts), marker="o", label=method)
-    ax.set_xlabel("MACs (M) per 64x64 LR input")
-    ax.set_ylabel(f"{key} (dB, Y)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return tradeoff_plot(path, [{**r, "macs_m": r["macs"] / 1e6} for r in rows], "macs_m",
+                         "MACs (M) per 64x64 LR input", "x2 SR, EDSR: pruning at equal MACs",
+                         y=key, ylabel=f"{key} (dB, Y)")
 
 
 def run_sls_study(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
