@@ -33,7 +33,6 @@ def _run(cmd: list[str], **kw) -> None:
 def _spec_hash() -> str:
     h = hashlib.sha256(LOCK.read_bytes())
     h.update("\n".join(NO_ISOLATION).encode())
-    h.update(sys.version.encode())
     return h.hexdigest()[:16]
 
 
