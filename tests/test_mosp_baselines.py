@@ -12,15 +12,6 @@ from ir_prune_plugin.memory import estimate_peak_memory, measure_peak_memory
 SIZE = (1, 3, 32, 48)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convs on a shared 2-core box run ~20x faster single-threaded; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _unet(width=0.125):
     torch.manual_seed(0)
     model = build_arch("sid_unet", width=width)

@@ -2,17 +2,8 @@
 import json
 
 import pytest
-import torch
 
 from ir_prune_plugin.studies.mosp_study import run_mosp_study
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_quick_study_rows_meet_the_budget(tmp_path):
