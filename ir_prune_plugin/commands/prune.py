@@ -42,11 +42,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _task(spec: dict):
+def _task(model):
+    """The embedded task matching the model: SR at its own scale, or denoising."""
+    import torch
+
     from ..data import DenoiseDataset, SRDataset
 
-    scale = spec.get("upscale", spec.get("scale"))
-    if scale:
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        scale = model(torch.zeros(1, 3, 8, 8)).shape[-1] // 8
+    model.train(was)
+    if scale > 1:
         return SRDataset("train", scale=scale, patch=16 * scale), SRDataset("val", scale=scale, val_size=96)
     return DenoiseDataset("train", patch=48), DenoiseDataset("val", val_size=96)
 
@@ -56,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from .. import load_pruned, save_pruned
-    from ..archs import arch_spec, build_arch
+    from ..archs import build_arch
     from ..loops import evaluate, fit
     from ..macs import count_params
 
@@ -66,12 +73,10 @@ def run(args: argparse.Namespace) -> int:
         model = build_arch(args.arch, **json.loads(args.arch_args))
         if args.weights is not None:
             model.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
-    spec = arch_spec(model) or {}
-    train, val = _task(spec)
+    train, val = _task(model)
     x = val[0]["lq"][None]
-    before = evaluate(model, val)
     progress = not args.no_progress
-    if args.method == "mosp":
+    if args.method == "mosp":  # the pruners validate their budgets here, before any work
         from ..channels.mosp import MOSPOptions, MOSPPruner
 
         budget = float(args.budget) if args.budget.replace(".", "", 1).isdigit() else args.budget
@@ -79,17 +84,20 @@ def run(args: argparse.Namespace) -> int:
         per_outer = max(1, args.steps // 10)
         pruner = MOSPPruner(model, x, budget, options=opts,
                             finetune=lambda m: fit(m, train, per_outer, lr=2e-4, progress=False))
-        pruned = pruner.prune()
+    else:
+        from ..sparsity import FitOptions, SLSPruner
+
+        pruner = SLSPruner(model, x, float(args.budget), M=args.M)
+    before = evaluate(model, val)
+    if args.method == "mosp":
         from ..memory import estimate_peak_memory
 
+        pruned = pruner.prune(progress=progress)
         after_peak = estimate_peak_memory(pruned, torch.empty(opts.memory_input_size, device="meta")).peak_bytes
         extra = {"peak_before_mb": round(pruner.original_peak / 2 ** 20, 1),
                  "peak_after_mb": round(after_peak / 2 ** 20, 1),
                  "budget_mb": round(pruner.budget_bytes / 2 ** 20, 1)}
     else:
-        from ..sparsity import FitOptions, SLSPruner
-
-        pruner = SLSPruner(model, x, float(args.budget), M=args.M)
         pruner.fit(train, args.steps, FitOptions(progress=progress))
         pruned = pruner.finalize()
         extra = {"kept_macs_ratio": pruner.kept_ratio(), "plan": {k: f"{n}:{m}" for k, (n, m) in pruner.plan.items()}}
