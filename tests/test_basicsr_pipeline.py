@@ -169,7 +169,8 @@ def test_sls_demo_prunes_to_budget_reloads_and_resumes_after_a_kill(tmp_path: Pa
     text = _log_text(exp, "train")
     assert "SLS search started at iter 11" in text and "SLS search ended" in text
     psnr = _psnrs(text)
-    assert len(psnr) == 2 and all(15 < p < 60 for p in psnr)  # validations at 20 and 40
+    # validations at 20 and 40 (and 60... when the kill lands late: it races the training loop)
+    assert len(psnr) >= 2 and all(15 < p < 60 for p in psnr)
     assert (tmp_path / "tb_logger" / "irprune_demo_sls_edsr_x2").is_dir()
 
     # the finetuned checkpoint carries an N:M plan that meets the MACs budget, independently counted
@@ -185,16 +186,18 @@ def test_sls_demo_prunes_to_budget_reloads_and_resumes_after_a_kill(tmp_path: Pa
     # the reloaded EMA network (what SRModel validates) reproduces the validation PSNR of iter 40
     ema, _ = _load(exp / "models" / "net_g_40.pth", "params_ema")
     assert ema.irprune_nm_plan == plan and check_nm(ema, plan).layers
-    assert _val_psnr(ema, opt) == pytest.approx(psnr[-1], abs=1e-3)
+    assert _val_psnr(ema, opt) == pytest.approx(psnr[1], abs=1e-3)
 
-    # --auto_resume continues from the last training state (iter 40), not from scratch
-    _train(opt, tmp_path, "--auto_resume", "--force_yml", "train:total_iter=50")
+    # --auto_resume continues from the last training state written before the kill (>= 40)
+    last = max(int(p.stem) for p in (exp / "training_states").glob("*.state"))
+    assert last >= 40
+    _train(opt, tmp_path, "--auto_resume", "--force_yml", f"train:total_iter={last + 10}")
     text2 = _log_text(exp, "train")
-    assert re.search(r"Resuming training from epoch: \d+, iter: 40\.", text2)
+    assert re.search(rf"Resuming training from epoch: \d+, iter: {last}\.", text2)
     resumed = text2.split("Resuming training from")[-1]
     assert "Loaded pruned sls network (finetune)" in text2
     assert "SLS search started" not in resumed
-    assert re.search(r"iter:\s+45,", resumed) and re.search(r"iter:\s+50,", resumed)
+    assert re.search(rf"iter:\s+{last + 5},", resumed) and re.search(rf"iter:\s+{last + 10},", resumed)
     assert not re.search(r"iter:\s+(5|10|15),", resumed)
     net2, meta2 = _load(exp / "models" / "net_g_latest.pth")
     assert meta2["phase"] == "finetune" and net2.irprune_nm_plan == plan
