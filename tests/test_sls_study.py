@@ -23,4 +23,4 @@ def test_quick_study(tmp_path):
     assert (tmp_path / "out" / "sls_psnr_vs_macs.png").stat().st_size > 1000
     saved = json.loads((tmp_path / "out" / "sls_study.json").read_text())
     assert [r["method"] for r in saved["rows"]] == [r["method"] for r in res["rows"]]
-    assert len(list(cache.glob("edsr_x2_*.pt"))) == 1  # pretrained weights cached by config
+    assert len(list(cache.glob("edsr-*.pt"))) == 1  # pretrained weights cached by config

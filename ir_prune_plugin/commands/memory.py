@@ -3,22 +3,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from .._inputs import parse_wh
+
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``'2048x1080'`` (width x height) -> ``(height, width)``."""
-    m = re.fullmatch(r"\s*(\d+)\s*[xX*,]\s*(\d+)\s*", str(text))
-    if not m or int(m.group(1)) == 0 or int(m.group(2)) == 0:
-        raise ValueError(f"--size must be WIDTHxHEIGHT with positive integers, e.g. 2048x1080; got {text!r}")
-    return int(m.group(2)), int(m.group(1))
 
 
 def build_model(target: str, arch_args: dict[str, Any]) -> tuple[nn.Module, str, dict[str, Any]]:
@@ -81,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     """Print the peak, the top groups and the tensors at the peak; optionally plot/measure."""
     from ..memory import estimate_peak_memory, fmt_mb, measure_both
 
-    h, w = parse_size(args.size)
+    h, w = parse_wh(args.size)
     if args.batch < 1 or args.top < 1:
         raise ValueError(f"--batch and --top must be >= 1, got {args.batch} and {args.top}")
     try:

@@ -6,18 +6,9 @@ import json
 import logging
 from pathlib import Path
 
+from .._inputs import parse_wh
+
 log = logging.getLogger(__name__)
-
-
-def parse_hw(text: str) -> tuple[int, int]:
-    """``'2048x1080'`` (W x H, as image sizes are written) -> ``(H, W)``."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"size must look like WIDTHxHEIGHT (e.g. 2048x1080), got {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise ValueError(f"size must be positive, got {text!r}")
-    return h, w
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -80,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         from ..channels.mosp import MOSPOptions, MOSPPruner
 
         budget = float(args.budget) if args.budget.replace(".", "", 1).isdigit() else args.budget
-        opts = MOSPOptions(memory_input_size=(1, x.shape[1], *parse_hw(args.memory_size)))
+        opts = MOSPOptions(memory_input_size=(1, x.shape[1], *parse_wh(args.memory_size, "--memory-size")))
         per_outer = max(1, args.steps // 10)
         pruner = MOSPPruner(model, x, budget, options=opts,
                             finetune=lambda m: fit(m, train, per_outer, lr=2e-4, progress=False))

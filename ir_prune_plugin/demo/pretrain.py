@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,7 +38,7 @@ def pretrained(arch: dict[str, Any], train: Callable[[nn.Module], None], cache_d
         return model
     train(model)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # per process: concurrent NNI trials may race
     torch.save(model.state_dict(), tmp)
     tmp.replace(path)  # atomic: a crash never leaves a half-written cache entry
     model.eval()

@@ -27,6 +27,7 @@ from torch_pruning import _helpers, ops
 from torch_pruning.dependency import index_mapping as _tp_index_mapping
 from torch_pruning.dependency import shape_infer as _tp_shape_infer
 
+from .._inputs import as_tuple
 from ..channels.compactor import Compactor
 
 __all__ = [
@@ -215,15 +216,6 @@ def _customized_pruners() -> dict[type, tp.pruner.BasePruningFunc]:
 ROOT_MODULE_TYPES: tuple[type, ...] = (ops.TORCH_CONV, ops.TORCH_LINEAR, Compactor, nn.PixelShuffle)
 
 
-def _as_tuple(example_inputs: ExampleInputs) -> tuple:
-    if isinstance(example_inputs, torch.Tensor):
-        return (example_inputs,)
-    if isinstance(example_inputs, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in example_inputs):
-        return tuple(example_inputs)
-    raise TypeError("example_inputs must be a tensor or a tuple of tensors, got "
-                    f"{type(example_inputs).__name__}")
-
-
 def _resolve_layers(model: nn.Module, layers: Iterable[nn.Module | str] | None) -> list[nn.Module]:
     named = dict(model.named_modules())
     out = []
@@ -268,7 +260,7 @@ def build_dependency_graph(model: nn.Module, example_inputs: ExampleInputs, *,
     Every layer is traced (as MetaPruner does): ignore layers when choosing groups, not here.
     ``check`` raises :class:`UnsupportedArchitectureError` for channel-mixing ops (attention).
     """
-    inputs = _as_tuple(example_inputs)
+    inputs = as_tuple(example_inputs)
     _install_index_mapping_rule()
     was_training = model.training
     try:
@@ -408,7 +400,7 @@ def prune_channels(model: nn.Module, example_inputs: ExampleInputs,
     refer to the layer's current channels. For a conv that feeds a PixelShuffle, name the
     ``nn.PixelShuffle`` module (its channels are the blocks that move together).
     """
-    inputs = _as_tuple(example_inputs)
+    inputs = as_tuple(example_inputs)
     clean = _check_plan(model, plan)
     work = copy.deepcopy(model)
     ignored_names = {n for n, m in model.named_modules() if any(m is i for i in _resolve_layers(model, ignored_layers))}

@@ -6,16 +6,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from .._inputs import as_tuple
 from .nm import is_prunable
-
-
-def as_tuple(example_inputs: Any) -> tuple[Any, ...]:
-    """Normalise example inputs to a positional-argument tuple."""
-    if isinstance(example_inputs, torch.Tensor):
-        return (example_inputs,)
-    if isinstance(example_inputs, (tuple, list)):
-        return tuple(example_inputs)
-    raise TypeError(f"example_inputs must be a Tensor or a tuple of Tensors, got {type(example_inputs).__name__}")
 
 
 def _layer_macs(m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:

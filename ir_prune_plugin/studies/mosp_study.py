@@ -11,7 +11,6 @@ finetune steps; MOSP's short finetunes between outer steps (``loop_finetune_step
 """
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import time

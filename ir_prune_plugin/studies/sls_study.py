@@ -6,7 +6,6 @@ come from ``basicsr.metrics`` through :func:`ir_prune_plugin.loops.evaluate`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -17,7 +16,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..archs import build_arch
 from ..loops import evaluate, fit
 from ..sparsity._base import FitOptions
 from ..sparsity.baselines import OneShotNM, SRSTEPruner, n_for_budget
@@ -59,22 +57,19 @@ QUICK = StudyConfig(num_feat=16, num_block=2, M=8, patch=32, batch_size=4, pretr
 
 def _pretrained(cfg: StudyConfig, cache_dir: Path, seed: int, progress: bool) -> nn.Module:
     from ..data import SRDataset
+    from ..demo.pretrain import pretrained
+
+    key = {"task": "sr_x2", "patch": cfg.patch, "bs": cfg.batch_size, "steps": cfg.pretrain_steps,
+           "lr": cfg.pretrain_lr, "seed": seed, **({"names": list(cfg.train_names)} if cfg.train_names else {})}
+
+    def train_fn(model: nn.Module) -> None:
+        data = SRDataset("train", scale=2, patch=cfg.patch, seed=seed, names=cfg.train_names)
+        fit(model, data, cfg.pretrain_steps, lr=cfg.pretrain_lr, batch_size=cfg.batch_size, seed=seed,
+            progress=progress, desc="pretrain")
 
     torch.manual_seed(seed)
-    model = build_arch("edsr", num_feat=cfg.num_feat, num_block=cfg.num_block, upscale=2)
-    key = json.dumps({"feat": cfg.num_feat, "block": cfg.num_block, "patch": cfg.patch, "bs": cfg.batch_size,
-                      "steps": cfg.pretrain_steps, "lr": cfg.pretrain_lr, "seed": seed,
-                      **({"names": list(cfg.train_names)} if cfg.train_names else {})}, sort_keys=True)
-    path = cache_dir / f"edsr_x2_{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
-    if path.exists():
-        model.load_state_dict(torch.load(path, weights_only=True))
-        return model
-    data = SRDataset("train", scale=2, patch=cfg.patch, seed=seed, names=cfg.train_names)
-    fit(model, data, cfg.pretrain_steps, lr=cfg.pretrain_lr, batch_size=cfg.batch_size, seed=seed,
-        progress=progress, desc="pretrain")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), path)
-    return model
+    return pretrained({"type": "edsr", "num_feat": cfg.num_feat, "num_block": cfg.num_block, "upscale": 2},
+                      train_fn, cache_dir, key)
 
 
 def _nonzero_params(model: nn.Module) -> int:

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 from collections import OrderedDict
-from typing import Any
 
 import torch
 from torch import nn

@@ -11,17 +11,10 @@ from nni.compression.base.target_space import PruningTargetSpace
 from nni.compression.utils import Evaluator
 from torch import nn
 
+from ..._inputs import as_tuple
 from .config import register_compactor, validate_config_list
 
 _log = logging.getLogger(__name__)
-
-
-def as_tuple(example_inputs: Any) -> tuple:
-    """``example_inputs`` as a tuple of tensors (a single tensor is wrapped)."""
-    inputs = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
-    if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
-        raise TypeError(f"example_inputs must be a tensor or a tuple of tensors, got {type(example_inputs).__name__}")
-    return tuple(inputs)
 
 
 class PluginPruner(Pruner):

@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import logging
-import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from ..._inputs import parse_wh
 
 _log = logging.getLogger(__name__)
 
@@ -93,25 +92,20 @@ def _memory_input(s: TrialSettings, example: torch.Tensor) -> tuple[int, ...]:
 def _pretrained(settings: TrialSettings, train: Any) -> nn.Module:
     """Build and pre-train the model, reusing weights cached by an earlier trial with equal settings."""
     from ...archs import build_arch
+    from ...demo.pretrain import pretrained
     from ...loops import fit
 
-    model = build_arch(settings.arch, **settings.arch_kwargs)
-    key_fields = {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("threads", "cache_dir",
-                                                                                   "train_steps", "M")}
-    key = hashlib.sha1(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(settings.cache_dir, f"pretrained-{key}.pt") if settings.cache_dir else None
-    if path is not None and path.is_file():
-        model.load_state_dict(torch.load(path, weights_only=True))
-        _log.info("pre-trained weights from %s", path)
+    def train_fn(model: nn.Module) -> None:
+        fit(model, train, settings.pretrain_steps, lr=1e-3, batch_size=settings.batch_size,
+            seed=settings.seed, progress=False, desc="pretrain")
+
+    if not settings.cache_dir:
+        model = build_arch(settings.arch, **settings.arch_kwargs)
+        train_fn(model)
         return model
-    fit(model, train, settings.pretrain_steps, lr=1e-3, batch_size=settings.batch_size,
-        seed=settings.seed, progress=False, desc="pretrain")
-    if path is not None:  # atomic: concurrent trials may write the same file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(model.state_dict(), tmp)
-        os.replace(tmp, path)
-    return model
+    key = {k: v for k, v in dataclasses.asdict(settings).items()
+           if k not in ("threads", "cache_dir", "train_steps", "M", "arch", "arch_kwargs")}
+    return pretrained({"type": settings.arch, **settings.arch_kwargs}, train_fn, settings.cache_dir, key)
 
 
 def run_trial(settings: TrialSettings, params: dict[str, Any]) -> dict[str, float]:
@@ -192,10 +186,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> TrialSettings:
     """Build :class:`TrialSettings` from parsed command-line options."""
-    try:
-        h, w = (int(v) for v in args.memory_size.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--memory-size must look like 256x256, got {args.memory_size!r}") from None
+    h, w = parse_wh(args.memory_size, "--memory-size")
     kw = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrialSettings)
           if f.name not in ("arch_kwargs", "memory_size")}
     return TrialSettings(**kw, arch_kwargs=json.loads(args.arch_kwargs), memory_size=(h, w))
