@@ -18,7 +18,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def test_registered_arch_with_plot_and_json(tmp_path, capsys):
     png, out = tmp_path / "mem.png", tmp_path / "mem.json"
-    args = parse(["sid_unet", "--size", "48x32", "--arch-args", '{"width": 0.25}', "--top", "2",
+    args = parse(["sid_unet", "--size", "32x48", "--arch-args", '{"width": 0.25}', "--top", "2",
                   "--plot", str(png), "--json", str(out)])
     assert args.func(args) == 0
     text = capsys.readouterr().out
@@ -34,7 +34,7 @@ def test_basicsr_yaml_network_g_and_measure(tmp_path, capsys):
     yml = tmp_path / "edsr.yml"
     yml.write_text("network_g:\n  type: EDSR\n  num_in_ch: 3\n  num_out_ch: 3\n  num_feat: 8\n"
                    "  num_block: 1\n  upscale: 2\n")
-    args = parse([str(yml), "--size", "16x12", "--measure", "--json", str(tmp_path / "r.json")])
+    args = parse([str(yml), "--size", "12x16", "--measure", "--json", str(tmp_path / "r.json")])
     assert args.func(args) == 0
     text = capsys.readouterr().out
     data = json.loads((tmp_path / "r.json").read_text())
@@ -43,17 +43,23 @@ def test_basicsr_yaml_network_g_and_measure(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,match", [
-    (["sid_unet", "--size", "2048"], "WIDTHxHEIGHT"),
-    (["sid_unet", "--size", "0x16"], "WIDTHxHEIGHT"),
+    (["sid_unet", "--size", "2048"], "HEIGHTxWIDTH"),
+    (["sid_unet", "--size", "0x16"], "HEIGHTxWIDTH"),
     (["sid_unet", "--arch-args", "[1]"], "JSON object"),
     (["sid_unet", "--arch-args", "{bad"], "JSON object"),
-    (["nosuchnet", "--size", "16x16"], "unknown arch"),
     (["sid_unet", "--size", "16x16", "--plot", "x.jpg"], ".png"),
 ])
-def test_bad_arguments(argv, match):
-    args = parse(argv)
-    with pytest.raises(ValueError, match=match):
+def test_bad_arguments_stop_argparse(argv, match, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse(argv)
+    assert exc.value.code == 2 and match in capsys.readouterr().err
+
+
+def test_unknown_arch_and_size_order():
+    args = parse(["nosuchnet", "--size", "16x16"])
+    with pytest.raises(ValueError, match="unknown arch"):
         args.func(args)
+    assert parse(["sid_unet", "--size", "128x512"]).size == (128, 512)  # HEIGHTxWIDTH
 
 
 def test_yaml_errors(tmp_path):

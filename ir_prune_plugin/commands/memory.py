@@ -1,4 +1,4 @@
-"""``irprune memory ARCH_OR_YAML --size 2048x1080``: peak activation memory, groups, a plot."""
+"""``irprune memory ARCH_OR_YAML --size 1080x2048``: peak activation memory, groups, a plot."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._inputs import parse_wh
+from ._args import hw_size, int_at_least, json_object, output_file
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -48,6 +48,13 @@ def _in_channels(model: nn.Module, kwargs: dict[str, Any]) -> int:
     return int(first.in_channels) if first is not None else 3
 
 
+def _png(text: str) -> Path:
+    path = output_file(text)
+    if path.suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"must name a .png file, got {text!r}")
+    return path
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``irprune memory``."""
     p = subparsers.add_parser(
@@ -57,38 +64,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "allocated), the MOSP pruning groups and the tensors live at the peak.")
     p.add_argument("target", metavar="ARCH_OR_YAML",
                    help="a registered arch (sid_unet, res_unet, edsr, ...) or a BasicSR YAML with network_g")
-    p.add_argument("--size", default="2048x1080", help="input WIDTHxHEIGHT (default 2048x1080)")
-    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
-    p.add_argument("--channels", type=int, default=None, help="input channels (default: from the arch)")
-    p.add_argument("--arch-args", default="{}", help="JSON kwargs for the arch, e.g. '{\"width\": 0.5}'")
+    p.add_argument("--size", type=hw_size, default="1080x2048", help="input HEIGHTxWIDTH")
+    p.add_argument("--batch", type=int_at_least(1), default=1, help="batch size")
+    p.add_argument("--channels", type=int_at_least(1), default=None, help="input channels (default: from the arch)")
+    p.add_argument("--arch-args", type=json_object, default="{}",
+                   help="JSON kwargs for the arch, e.g. '{\"width\": 0.5}'")
     p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="activation dtype")
-    p.add_argument("--top", type=int, default=5, help="how many pruning groups to list (default 5)")
-    p.add_argument("--plot", type=Path, default=None, help="write a PNG of live MB over steps here")
+    p.add_argument("--top", type=int_at_least(1), default=5, help="how many pruning groups to list")
+    p.add_argument("--plot", type=_png, default=None, help="write a PNG of live MiB over steps here")
     p.add_argument("--measure", action="store_true",
                    help="also run the model for real and measure (scheduled and eager); allocates memory")
-    p.add_argument("--json", type=Path, default=None, help="write the figures as JSON here")
+    p.add_argument("--json", type=output_file, default=None, help="write the figures as JSON here")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the peak, the top groups and the tensors at the peak; optionally plot/measure."""
-    from ..memory import estimate_peak_memory, fmt_mb, measure_both
+    from ..memory import TraceError, estimate_peak_memory, fmt_mb, measure_both
 
-    h, w = parse_wh(args.size)
-    if args.batch < 1 or args.top < 1:
-        raise ValueError(f"--batch and --top must be >= 1, got {args.batch} and {args.top}")
-    try:
-        arch_args = json.loads(args.arch_args)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--arch-args must be a JSON object, got {args.arch_args!r} ({exc})") from None
-    if not isinstance(arch_args, dict):
-        raise ValueError(f"--arch-args must be a JSON object such as '{{\"width\": 0.5}}', got {args.arch_args!r}")
-    if args.plot is not None and args.plot.suffix.lower() != ".png":
-        raise ValueError(f"--plot must name a .png file, got {str(args.plot)!r}")
-    model, name, kwargs = build_model(args.target, arch_args)
-    c = args.channels or _in_channels(model, kwargs)
+    h, w = args.size
+    if args.measure and args.dtype != "float32":
+        raise ValueError("--measure runs float32 only; drop --dtype or --measure")
+    model, name, kwargs = build_model(args.target, args.arch_args)
+    expected = _in_channels(model, kwargs)
+    c = args.channels or expected
     shape = (args.batch, c, h, w)
-    profile = estimate_peak_memory(model, shape, dtype=_DTYPES[args.dtype])
+    try:
+        profile = estimate_peak_memory(model, shape, dtype=_DTYPES[args.dtype])
+    except TraceError as exc:
+        if c != expected:
+            raise ValueError(f"--channels {c}: {name} takes {expected}-channel inputs; drop --channels "
+                             f"or pass --channels {expected}") from None
+        raise ValueError(f"{name} at input {list(shape)} cannot be analysed: {exc}") from None
     print(f"{name} {kwargs or ''} input {list(shape)} {args.dtype}: "
           f"{sum(p.numel() for p in model.parameters()):,} params; "
           f"estimated in {profile.extra['export_s'] + profile.extra['analysis_s']:.2f} s")
@@ -97,15 +104,13 @@ def run(args: argparse.Namespace) -> int:
                               "dtype": args.dtype, "peak_bytes": profile.peak_bytes,
                               "peak_step": profile.peak_step, "steps": len(profile.steps)}
     if args.measure:
-        if args.dtype != "float32":
-            raise ValueError("--measure runs float32 only; drop --dtype or --measure")
         measured = measure_both(model, torch.rand(shape))
         print(f"measured: scheduled {fmt_mb(measured.scheduled)}, eager (as written) "
               f"{fmt_mb(measured.eager)} (+{fmt_mb(measured.eager_overhead)} held by Python locals)")
         result.update(measured_scheduled=measured.scheduled, measured_eager=measured.eager)
     if args.plot is not None:
-        print(f"plot: {profile.plot(args.plot, title=f'{name} at {w}x{h} ({args.dtype})')}")
+        title = f"{name}: live activations of one forward, input HxW {h}x{w}, batch {args.batch}, {args.dtype}"
+        print(f"plot: {profile.plot(args.plot, title=title)}")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))
     return 0

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 
 def plot_timeline(profile: "MemoryProfile", path: str | Path, *, title: str | None = None) -> Path:
-    """Write a PNG of live MB per step, the peak marked and labelled; returns the path."""
+    """Write a PNG of live MiB per step, the peak marked and labelled; returns the path."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -31,7 +31,7 @@ def plot_timeline(profile: "MemoryProfile", path: str | Path, *, title: str | No
                 label=f"peak {fmt_mb(profile.peak_bytes)} at step {p} ({s.op} in '{s.module or '<root>'}')")
         ax.axvline(p, color="tab:red", ls="--", lw=0.8)
         ax.set_xlabel("execution step (exported graph order)")
-        ax.set_ylabel("live activation memory (MB)")
+        ax.set_ylabel("live activation memory (MiB)")
         ax.set_title(title or f"{profile.extra.get('model', 'model')} "
                      f"input {' + '.join('x'.join(map(str, s)) for s in profile.input_shapes)}")
         ax.set_ylim(bottom=0)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from typing import Any, Callable, Iterator
 
 import torch
@@ -14,6 +15,30 @@ from .methods import mosp_options
 from .options import PruningConfig
 
 log = logging.getLogger(__name__)
+PROGRESS_EVERY_S = 15.0  #: the BasicSR log gets a MOSP progress line at most this often (and at the first step)
+
+
+class _ProgressLog:
+    """Writes MOSP's progress (outer step, peak vs budget, elapsed, ETA) to BasicSR's logger, so
+    ``train_<name>.log`` is not silent while the search runs (the tqdm bar reaches the console only)."""
+
+    def __init__(self, pruner: Any) -> None:
+        self.pruner, self.start, self.last = pruner, time.monotonic(), -float("inf")
+        self.logger = logging.getLogger("basicsr")  # basicsr.utils.get_root_logger's name
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        records = self.pruner.history.records
+        if not records or now - self.last < PROGRESS_EVERY_S:
+            return
+        self.last = now
+        rec, orig, budget = records[-1], self.pruner.original_peak, self.pruner.budget_bytes
+        done = min(max((orig - rec.peak_bytes_before) / max(orig - budget, 1), 0.0), 1.0)
+        elapsed = now - self.start
+        eta = f"{elapsed * (1 - done) / done:.0f} s" if done > 0 else "unknown"
+        self.logger.info("[MOSP] outer step %d: peak %.2f MiB -> budget %.2f MiB (dense %.2f MiB), %.0f%% "
+                         "of the way, %.0f s elapsed, ETA %s", rec.outer + 1, rec.peak_bytes_before / 2 ** 20,
+                         budget / 2 ** 20, orig / 2 ** 20, 100 * done, elapsed, eta)
 
 
 def train_batches(dataset_opt: dict[str, Any], seed: int) -> Iterator[dict]:
@@ -51,6 +76,7 @@ def run_mosp(net: nn.Module, cfg: PruningConfig, example: torch.Tensor, batches:
         return loss / len(held_out)
 
     def finetune(model: nn.Module) -> None:
+        progress()
         if cfg.finetune_iters == 0:
             return
         model.train()
@@ -63,6 +89,7 @@ def run_mosp(net: nn.Module, cfg: PruningConfig, example: torch.Tensor, batches:
 
     pruner = MOSPPruner(net, example, cfg.budget, evaluate=evaluate, finetune=finetune,
                         options=mosp_options(cfg))
+    progress = _ProgressLog(pruner)
     pruned = pruner.prune(history_file=history_file)
     hist = pruner.history
     summary = {"original_peak_bytes": int(hist.original_peak_bytes), "budget_bytes": int(hist.budget_bytes),

@@ -38,17 +38,33 @@ def peak_memory_mb(net: nn.Module, size: tuple[int, ...]) -> float:
 
 def network_stats(net: nn.Module, cfg: PruningConfig, example: torch.Tensor, sls: Any,
                   phase: str) -> dict[str, float]:
-    """params (M), dense MACs of the weight layers (G, at ``pruning.input_size``), and the budget
-    quantity: estimated peak memory (MiB) for MOSP, kept/dense MACs of the N:M layers for SLS."""
-    from ...sparsity import layer_macs
-    params = sum(p.numel() for n, p in net.named_parameters() if not n.endswith(".scores"))
-    out = {"params_m": params / 1e6, "macs_g": sum(layer_macs(net, example).values()) / 1e9}
+    """params (M), MACs of the weight layers (G, at ``pruning.input_size``), and the budget
+    quantity: estimated peak memory (MiB) for MOSP, kept/dense MACs of the N:M layers for SLS.
+
+    With N:M masks (SLS), ``params_m`` and ``macs_g`` are the N:M-effective figures (an N:M layer
+    counts N/M of its weights and MACs) and ``params_m_dense`` / ``macs_g_dense`` the dense ones.
+    """
+    from ...sparsity import kept_macs, layer_macs
+    named = [(n, p) for n, p in net.named_parameters() if not n.endswith(".scores")]
+    params = sum(p.numel() for _, p in named)
+    macs = layer_macs(net, example)
+    out = {"params_m": params / 1e6, "macs_g": sum(macs.values()) / 1e9}
     if cfg.method == "mosp":
         from .methods import mosp_options
         out["peak_mb"] = peak_memory_mb(net, tuple(mosp_options(cfg).memory_input_size))
-    else:
-        ratio = sls.kept_ratio() if sls is not None and sls.searching else nm_macs_ratio(net, example)
-        out["macs_budget"] = float(cfg.budget)
-        if ratio is not None:
-            out["macs_ratio"] = float(ratio)
+        return out
+    plan = nm_plan(net)
+    if not plan and sls is not None and isinstance(getattr(sls, "plan", None), dict):
+        plan = {k: tuple(v) for k, v in sls.plan.items()}
+    if plan:
+        from ...sparsity.masks import original
+        modules = dict(net.named_modules())
+        nm_params = sum(original(modules[layer]).numel() * (1 - n / m)
+                        for layer, (n, m) in plan.items() if layer in modules)
+        out.update(params_m_dense=out["params_m"], macs_g_dense=out["macs_g"],
+                   params_m=(params - nm_params) / 1e6, macs_g=kept_macs(macs, plan) / 1e9)
+    ratio = sls.kept_ratio() if sls is not None and sls.searching else nm_macs_ratio(net, example)
+    out["macs_budget"] = float(cfg.budget)
+    if ratio is not None:
+        out["macs_ratio"] = float(ratio)
     return out

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from ..._inputs import format_hw
 from .trial import TrialSettings
 
 _log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ def _trial_command(s: TrialSettings) -> str:
 
     root = Path(ir_prune_plugin.__file__).resolve().parent.parent
     args = ["--task", s.task, "--arch", s.arch, "--arch-kwargs", json.dumps(s.arch_kwargs),
-            "--memory-size", f"{s.memory_size[0]}x{s.memory_size[1]}"]
+            "--memory-size", format_hw(s.memory_size)]
     for name in ("patch", "val_size", "batch_size", "pretrain_steps", "train_steps", "M", "seed", "threads"):
         args += [f"--{name.replace('_', '-')}", str(getattr(s, name))]
     if s.cache_dir:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..._inputs import parse_wh
+from ..._inputs import format_hw, parse_hw
 
 _log = logging.getLogger(__name__)
 
@@ -179,14 +179,15 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("patch", "val_size", "batch_size", "pretrain_steps", "train_steps", "M", "seed", "threads"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
     ap.add_argument("--cache-dir", default=None, help="folder for pre-trained weights shared across trials")
-    ap.add_argument("--memory-size", default="x".join(map(str, d.memory_size)), help="HxW, e.g. 256x256")
+    ap.add_argument("--memory-size", default=format_hw(d.memory_size),
+                    help="HEIGHTxWIDTH the peak memory and MACs are reported at, e.g. 256x512")
     ap.add_argument("--params", default=None, help="JSON hyperparameters when run outside NNI")
     return ap
 
 
 def settings_from_args(args: argparse.Namespace) -> TrialSettings:
     """Build :class:`TrialSettings` from parsed command-line options."""
-    h, w = parse_wh(args.memory_size, "--memory-size")
+    h, w = parse_hw(args.memory_size, "--memory-size")
     kw = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrialSettings)
           if f.name not in ("arch_kwargs", "memory_size")}
     return TrialSettings(**kw, arch_kwargs=json.loads(args.arch_kwargs), memory_size=(h, w))
