@@ -3,12 +3,12 @@
 The input is cut into overlapping tiles; each tile gets a cheap difficulty score (mean squared
 Laplacian of its luminance); a multiple-choice knapsack (``scipy.optimize.milp``, HiGHS) picks
 one model per tile maximising ``sum difficulty * quality[model]`` under a total MACs budget;
-outputs are blended with a separable Hann window so seams do not show.
+outputs are blended by the shared tiling (``ir_prune_plugin.tiling``: linear ramps across the
+overlaps) so seams do not show.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..tiling import TileOptions, run_tiled, tile_grid
 from ._base import PLAN_ATTR
 from .macs import layer_macs
 
@@ -35,30 +36,6 @@ def laplacian_difficulty(patch: torch.Tensor) -> float:
     k = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=y.dtype, device=y.device)
     lap = F.conv2d(y.reshape(-1, 1, *y.shape[-2:]), k.view(1, 1, 3, 3))
     return float(lap.pow(2).mean())
-
-
-def _starts(length: int, tile: int, stride: int) -> list[int]:
-    if length <= tile:
-        return [0]
-    s = list(range(0, length - tile, stride))
-    return s + [length - tile]
-
-
-def _window(n: int, device: torch.device) -> torch.Tensor:
-    w = torch.hann_window(n + 2, periodic=False, device=device)[1:-1]
-    return w.clamp_min(1e-3)
-
-
-@dataclass(frozen=True)
-class TileOptions:
-    """Tiling: LR tile side and overlap (pixels)."""
-
-    tile: int = 48
-    overlap: int = 8
-
-    def __post_init__(self) -> None:
-        if self.tile <= 0 or not 0 <= self.overlap < self.tile:
-            raise ValueError(f"need tile > 0 and 0 <= overlap < tile, got tile={self.tile}, overlap={self.overlap}")
 
 
 class AdaptiveRestorer(nn.Module):
@@ -89,10 +66,6 @@ class AdaptiveRestorer(nn.Module):
         self.last_choice: list[int] = []
         self.last_macs = 0.0
 
-    def _boxes(self, h: int, w: int) -> list[tuple[int, int, int, int]]:
-        t, stride = self.tiles.tile, self.tiles.tile - self.tiles.overlap
-        return [(y, x, min(t, h), min(t, w)) for y in _starts(h, t, stride) for x in _starts(w, t, stride)]
-
     def allocate(self, difficulties: Sequence[float], areas: Sequence[int], macs_budget: float) -> list[int]:
         """Model index per tile: max sum d_i * quality_k s.t. sum cost_k * area_i <= budget (MILP)."""
         from scipy.optimize import Bounds, LinearConstraint, milp
@@ -118,27 +91,18 @@ class AdaptiveRestorer(nn.Module):
         """Restore ``x`` (1, C, H, W); budget in MACs per input pixel (None: best model everywhere)."""
         if x.dim() != 4 or x.shape[0] != 1:
             raise ValueError(f"AdaptiveRestorer expects one image (1, C, H, W), got {tuple(x.shape)}")
-        h, w = x.shape[-2:]
-        boxes = self._boxes(h, w)
-        patches = [x[..., y:y + th, xx:xx + tw] for y, xx, th, tw in boxes]
-        areas = [th * tw for _, _, th, tw in boxes]
+        boxes = tile_grid(*x.shape[-2:], self.tiles)
+        patches = [x[..., b.y:b.y + b.h, b.x:b.x + b.w] for b in boxes]
+        areas = [b.h * b.w for b in boxes]
         if macs_per_pixel_budget is None:
             choice = [int(np.argmax(self.quality))] * len(boxes)
         else:
-            choice = self.allocate([self.difficulty(p) for p in patches], areas, macs_per_pixel_budget * h * w)
-        s = self.scale
-        out = acc = None
-        for (y, xx, th, tw), p, k in zip(boxes, patches, choice):
-            r = self.models[k](p)
-            if out is None:
-                out = x.new_zeros(1, r.shape[1], h * s, w * s)
-                acc = x.new_zeros(1, 1, h * s, w * s)
-            win = (_window(th * s, x.device)[:, None] * _window(tw * s, x.device)[None, :])[None, None]
-            out[..., y * s:(y + th) * s, xx * s:(xx + tw) * s] += r * win
-            acc[..., y * s:(y + th) * s, xx * s:(xx + tw) * s] += win
+            choice = self.allocate([self.difficulty(p) for p in patches], areas,
+                                   macs_per_pixel_budget * x.shape[-2] * x.shape[-1])
+        out = run_tiled(x, self.tiles, lambda i, p: self.models[choice[i]](p), scale=self.scale)
         self.last_choice = choice
         self.last_macs = float(sum(self.costs[k] * a for k, a in zip(choice, areas)))
-        return out / acc
+        return out
 
 
 def compare_adaptive(restorer: AdaptiveRestorer, images: Sequence[tuple[torch.Tensor, torch.Tensor]],
