@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """Sizes of one study run (``QUICK`` for the demo, ``FULL`` for the benchmark)."""
+    """Sizes of one study run (``QUICK``/``FULL``: the demo; ``DEEP``: ``benchmarks/sls.py``)."""
 
     num_feat: int = 32
     num_block: int = 4
@@ -53,9 +53,16 @@ FULL = StudyConfig()
 QUICK = StudyConfig(num_feat=16, num_block=2, M=8, patch=32, batch_size=4, pretrain_steps=50,
                     finetune_steps=16, search_steps=8, refresh_every=8, val_size=48, sls_fixed=False,
                     filter_iters=4, train_names=("astronaut", "coffee"), threads=1)
+# the benchmark's deeper net (issue 14: SLS's margin needs depth): EDSR 16x8, sized for a share of 2 busy cores
+DEEP = StudyConfig(num_feat=16, num_block=8, patch=48, pretrain_steps=500, finetune_steps=150, search_steps=30,
+                   refresh_every=20, sls_fixed=False)
+
+__all__ = ["StudyConfig", "FULL", "QUICK", "DEEP", "NM_METHODS", "pretrained_edsr", "prune_nm", "score_model",
+           "run_study", "run_sls_study"]
 
 
-def _pretrained(cfg: StudyConfig, cache_dir: Path, seed: int, progress: bool) -> nn.Module:
+def pretrained_edsr(cfg: StudyConfig, cache_dir: Path, seed: int, progress: bool) -> nn.Module:
+    """The dense BasicSR EDSR of ``cfg`` trained on the embedded photos (cached by config and seed)."""
     from ..data import SRDataset
     from ..demo.pretrain import pretrained
 
@@ -79,6 +86,58 @@ def _nonzero_params(model: nn.Module) -> int:
 def _plan_summary(plan: dict[str, tuple[int, int]]) -> str:
     ns = [n for n, _ in plan.values()]
     return f"N:{next(iter(plan.values()))[1]} per layer " + ",".join(map(str, ns)) if ns else "dense"
+
+
+def prune_nm(method: str, dense: nn.Module, x: torch.Tensor, budget: float, cfg: StudyConfig, train: Any,
+             fopts: FitOptions, *, plan: dict[str, int] | None = None) -> tuple[nn.Module, dict]:
+    """Prune a copy of ``dense`` with one N:M ``method`` to ``budget`` and train it ``cfg.finetune_steps``.
+
+    ``sls``: search + SR-STE finetune within the steps; ``sls-fixed``: the same search, the
+    reference's fixed-mask finetune; ``sls-plan``: ``plan`` (``{layer: N}``, e.g. a searched one)
+    applied to the dense weights, then SR-STE finetuning for all the steps (no search);
+    ``sr-ste`` / ``one-shot``: uniform N = ``n_for_budget(budget, M)``. Returns the finalized
+    model and a row fragment (MACs, plan, search facts).
+    """
+    torch.manual_seed(fopts.seed)
+    if method in ("sls", "sls-fixed", "sls-plan"):
+        if (method == "sls-plan") != (plan is not None):
+            raise ValueError(f"plan is required by 'sls-plan' and only by it (method={method!r})")
+        p = SLSPruner(dense, x, budget, M=cfg.M, options=SLSOptions(
+            search_steps=cfg.search_steps, refresh_every=cfg.refresh_every,
+            finetune="fixed" if method == "sls-fixed" else "sr-ste"))
+        if plan is not None:
+            p.freeze(plan)
+    elif method in ("sr-ste", "one-shot"):
+        cls = SRSTEPruner if method == "sr-ste" else OneShotNM
+        p = cls(dense, x, n_for_budget(budget, cfg.M), cfg.M)
+    else:
+        raise ValueError(f"unknown N:M method {method!r}; use one of {NM_METHODS}")
+    p.fit(train, cfg.finetune_steps, fopts)
+    model = p.finalize()
+    info: dict[str, Any] = {"macs": p.macs()["model_kept"], "prunable_ratio": p.macs()["ratio"],
+                            "plan": _plan_summary(p.plan), "plan_n": {n: nm[0] for n, nm in p.plan.items()}}
+    if isinstance(p, SLSPruner):
+        info["projected"] = p.projected
+        info["search_steps_used"] = len(p.history)
+    return model, info
+
+
+NM_METHODS = ("sls", "sls-fixed", "sls-plan", "sr-ste", "one-shot")
+
+
+def score_model(model: nn.Module, sets: dict[str, Any], dense_macs: float, macs: float, *,
+                named: bool | None = None) -> dict:
+    """PSNR/SSIM (Y, border 2) on every set, MACs ratio and non-zero parameters of one model.
+
+    Keys: ``psnr_<set>``/``ssim_<set>`` when ``named`` (default: for several sets), else ``psnr``/``ssim``.
+    """
+    named = len(sets) > 1 if named is None else named
+    row: dict[str, Any] = {"macs": macs, "macs_ratio": macs / dense_macs, "params": _nonzero_params(model)}
+    for set_name, ds in sets.items():
+        r = evaluate(model, ds, crop_border=2, y_channel=True)
+        row[f"psnr_{set_name}" if named else "psnr"] = r["psnr"]
+        row[f"ssim_{set_name}" if named else "ssim"] = r["ssim"]
+    return row
 
 
 def run_study(cfg: StudyConfig, out_dir: str | Path, *, seed: int = 0, cache_dir: str | Path | None = None,
@@ -105,7 +164,7 @@ def _run_study(cfg: StudyConfig, out_dir: str | Path, *, seed: int, cache_dir: s
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir) if cache_dir is not None else out / "cache"
     t0 = time.time()
-    dense = _pretrained(cfg, cache, seed, progress)
+    dense = pretrained_edsr(cfg, cache, seed, progress)
     train = SRDataset("train", scale=2, patch=cfg.patch, seed=seed + 1, names=cfg.train_names)
     sets = eval_sets or {"val": SRDataset("val", scale=2, val_size=cfg.val_size)}
     x = torch.zeros(1, 3, cfg.macs_input, cfg.macs_input)
@@ -114,44 +173,28 @@ def _run_study(cfg: StudyConfig, out_dir: str | Path, *, seed: int, cache_dir: s
 
     models: dict[str, nn.Module] = {}
 
-    def score(name: str, model: nn.Module, macs: float, plan: str) -> dict:
+    def score(name: str, model: nn.Module, macs: float, extra: dict) -> dict:
         if keep_models:
             models[name] = model
-        row: dict[str, Any] = {"method": name, "macs": macs, "macs_ratio": macs / dense_macs,
-                               "params": _nonzero_params(model), "plan": plan}
-        for set_name, ds in sets.items():
-            r = evaluate(model, ds, crop_border=2, y_channel=True)
-            row[f"psnr_{set_name}" if len(sets) > 1 else "psnr"] = r["psnr"]
-            row[f"ssim_{set_name}" if len(sets) > 1 else "ssim"] = r["ssim"]
+        row = {"method": name, **score_model(model, sets, dense_macs, macs), **extra}
         log.info("%s: %s", name, row)
         return row
 
-    rows = [score("dense", dense, dense_macs, "dense")]
+    rows = [score("dense", dense, dense_macs, {"plan": "dense"})]
     sls_macs = None
-    variants = (("sls", "sr-ste"), ("sls-fixed", "fixed")) if cfg.sls_fixed else (("sls", "sr-ste"),)
-    for name, finetune in variants:
-        torch.manual_seed(seed)
-        sls = SLSPruner(dense, x, cfg.budget, M=cfg.M, options=SLSOptions(
-            search_steps=cfg.search_steps, refresh_every=cfg.refresh_every, finetune=finetune))
-        sls.fit(train, cfg.finetune_steps, fopts)
-        sls_model = sls.finalize()
-        sls_macs = sls.macs()["model_kept"] if sls_macs is None else sls_macs
-        rows.append(score(name, sls_model, sls.macs()["model_kept"], _plan_summary(sls.plan))
-                    | {"projected": sls.projected, "prunable_ratio": sls.macs()["ratio"]})
-    n_uniform = n_for_budget(cfg.budget, cfg.M)
-    for name, cls in (("one-shot", OneShotNM), ("sr-ste", SRSTEPruner)):
-        torch.manual_seed(seed)
-        p = cls(dense, x, n_uniform, cfg.M)
-        p.fit(train, cfg.finetune_steps, fopts)
-        m = p.finalize()
-        rows.append(score(name, m, p.macs()["model_kept"], _plan_summary(p.plan))
-                    | {"prunable_ratio": p.macs()["ratio"]})
+    for name in ("sls", "sls-fixed", "one-shot", "sr-ste") if cfg.sls_fixed else ("sls", "one-shot", "sr-ste"):
+        model, info = prune_nm(name, dense, x, cfg.budget, cfg, train, fopts)
+        sls_macs = info["macs"] if sls_macs is None else sls_macs
+        info.pop("plan_n")
+        if not name.startswith("sls"):
+            info.pop("projected", None)
+        rows.append(score(name, model, info.pop("macs"), info))
     torch.manual_seed(seed)
     filt = l1_filter_prune(dense, x, sls_macs, iters=cfg.filter_iters)
     fit(filt, train, cfg.finetune_steps, lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=seed,
         progress=progress, desc="l1-filter")
-    rows.append(score("l1-filter", filt, total_macs(filt, x), "channels " + ",".join(
-        str(m.out_channels) for m in filt.modules() if isinstance(m, nn.Conv2d))))
+    rows.append(score("l1-filter", filt, total_macs(filt, x), {"plan": "channels " + ",".join(
+        str(m.out_channels) for m in filt.modules() if isinstance(m, nn.Conv2d))}))
     result = {"config": asdict(cfg), "seed": seed, "macs_input": [1, 3, cfg.macs_input, cfg.macs_input],
               "rows": rows, "seconds": time.time() - t0}
     (out / "sls_study.json").write_text(json.dumps(result, indent=2))
@@ -159,41 +202,6 @@ def _run_study(cfg: StudyConfig, out_dir: str | Path, *, seed: int, cache_dir: s
     if keep_models:
         result["models"] = models
     return result
-
-
-def run_adaptive_study(cfg: StudyConfig, out_dir: str | Path, images: list[tuple[torch.Tensor, torch.Tensor]], *,
-                       budgets: tuple[float, ...] = (0.125, 0.25, 0.5), seed: int = 0,
-                       cache_dir: str | Path | None = None, progress: bool = False) -> list[dict]:
-    """SLS models at several MACs budgets mixed per tile by :class:`AdaptiveRestorer` vs each alone.
-
-    ``images`` are (LR, HR) pairs (1, 3, h, w). Writes ``adaptive.json``; returns the rows.
-    """
-    from ..data import SRDataset
-    from ..sparsity.adaptive import AdaptiveRestorer, TileOptions, compare_adaptive, macs_per_pixel
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dense = _pretrained(cfg, Path(cache_dir) if cache_dir is not None else out / "cache", seed, progress)
-    train = SRDataset("train", scale=2, patch=cfg.patch, seed=seed + 1)
-    x = torch.zeros(1, 3, cfg.macs_input, cfg.macs_input)
-    fopts = FitOptions(lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=seed, progress=progress)
-    models = []
-    for b in sorted(budgets):
-        torch.manual_seed(seed)
-        p = SLSPruner(dense, x, b, M=cfg.M, options=SLSOptions(search_steps=cfg.search_steps,
-                                                              refresh_every=cfg.refresh_every, finetune="sr-ste"))
-        p.fit(train, cfg.finetune_steps, fopts)
-        models.append(p.finalize().eval())
-    costs = [macs_per_pixel(m) for m in models]
-    # quality per model from the embedded validation photos (not the test images)
-    val = SRDataset("val", scale=2, val_size=cfg.val_size)
-    quality = [evaluate(m, val, crop_border=2, y_channel=True)["psnr"] for m in models]
-    restorer = AdaptiveRestorer(models, costs, scale=2, quality=quality, tiles=TileOptions(tile=32, overlap=4))
-    rows = compare_adaptive(restorer, images, None, crop_border=2)
-    for r, b, q in zip(rows, sorted(budgets), quality):
-        r["sls_budget"], r["val_psnr"] = b, q
-    (out / "adaptive.json").write_text(json.dumps(rows, indent=2))
-    return rows
 
 
 def _plot(rows: list[dict], path: Path) -> Path:
