@@ -46,6 +46,8 @@ def test_tile_fits_the_budget_and_matches_untiled():
     assert peak <= plan.total  # real live bytes of the whole tiled run (input image excluded)
     with torch.no_grad():
         torch.testing.assert_close(y, net(x), atol=1e-5, rtol=1e-5)
+        small = x[..., :40, :60]  # a smaller image with the larger image's tiles: still exact
+        torch.testing.assert_close(r(small, plan.tiles), net(small), atol=1e-5, rtol=1e-5)
 
 
 def test_budget_out_of_reach_and_bad_input():

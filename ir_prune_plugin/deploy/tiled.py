@@ -212,11 +212,13 @@ class TiledRestorer(nn.Module):
         return out[0] if isinstance(out, (tuple, list)) else out
 
     @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Restore one image (1, C, H, W) with the plan for its size."""
+    def forward(self, x: torch.Tensor, tiles: TileOptions | None = None) -> torch.Tensor:
+        """Restore one image (1, C, H, W) with the plan for its size, or with explicit ``tiles``
+        (e.g. the plan of a larger image, to check that tiling on images of another size)."""
         if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] != self.in_channels:
             raise ValueError(f"TiledRestorer expects one image (1, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        plan = self.plan(*x.shape[-2:])
-        if plan.n_tiles == 1:
+        if tiles is None:
+            tiles = self.plan(*x.shape[-2:]).tiles
+        if len(tile_grid(*x.shape[-2:], tiles)) == 1:
             return self._run_tile(x)
-        return run_tiled(x, plan.tiles, lambda _i, tile: self._run_tile(tile), scale=self._scale)
+        return run_tiled(x, tiles, lambda _i, tile: self._run_tile(tile), scale=self._scale)

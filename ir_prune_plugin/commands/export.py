@@ -1,0 +1,72 @@
+"""``irprune export``: a network (pruned or not) -> ONNX with dynamic height/width, checked with ONNX Runtime."""
+from __future__ import annotations
+
+import argparse
+
+from ._args import existing_file, hw_size, json_object, output_file
+
+
+def _onnx_file(text: str):
+    path = output_file(text)
+    if path.suffix.lower() != ".onnx":
+        raise argparse.ArgumentTypeError(f"must name a .onnx file, got {text!r}")
+    return path
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``irprune export``."""
+    p = subparsers.add_parser(
+        "export", help="export a network to ONNX (dynamic HxW) and check it against ONNX Runtime",
+        description="Export a save_pruned file or a registered arch to ONNX with dynamic height and width "
+                    "(compactors and pruned widths as they are, N:M layers as dense weights with zeros); "
+                    "ONNX Runtime's output must equal PyTorch's within --atol. With --measure-size, also "
+                    "ONNX Runtime's real peak memory (RSS rise) for one inference beside the estimate.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", type=existing_file, help="a file written by save_pruned (e.g. by irprune prune)")
+    src.add_argument("--arch", help="registered arch name (sid_unet, res_unet, edsr, ...)")
+    p.add_argument("--arch-args", type=json_object, default="{}", help='JSON kwargs for --arch, e.g. \'{"width": 0.25}\'')
+    p.add_argument("--weights", type=existing_file, help="trained state_dict for --arch")
+    p.add_argument("--out", type=_onnx_file, required=True, help="the .onnx file to write")
+    p.add_argument("--size", type=hw_size, default="64x64", help="HEIGHTxWIDTH of the check input")
+    p.add_argument("--exporter", choices=("dynamo", "torchscript"), default="dynamo",
+                   help="torch.export-based (PyTorch's default) or the legacy, faster TorchScript tracer")
+    p.add_argument("--atol", type=_positive, default=1e-4, help="max |ONNX Runtime - PyTorch| allowed")
+    p.add_argument("--measure-size", type=hw_size, default=None,
+                   help="HEIGHTxWIDTH at which to measure ONNX Runtime's peak memory (e.g. 1080x2048)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``irprune export``; returns the exit code."""
+    import torch
+
+    from ..deploy.onnx_export import export_onnx
+    from .prune import _load
+
+    model = _load(args).eval()
+    first = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    channels = first.in_channels if first is not None else 3
+    res = export_onnx(model, args.out, torch.rand(1, channels, *args.size), exporter=args.exporter, atol=args.atol)
+    diffs = ", ".join(f"{h}x{w}: {d:.2e}" for (h, w), d in res.max_abs_diff.items())
+    print(f"wrote {res.path} ({res.nbytes / 2 ** 20:.2f} MiB, {res.exporter}, {res.seconds:.1f} s); "
+          f"ONNX Runtime vs PyTorch max |diff| {diffs}")
+    if args.measure_size is not None:
+        from ..deploy.ort_memory import peak_rss
+        from ..memory import estimate_peak_memory
+
+        est = estimate_peak_memory(model, (1, channels, *args.measure_size)).peak_bytes
+        ort = peak_rss("onnxruntime", res.path, args.measure_size, in_channels=channels, repeats=1)
+        h, w = args.measure_size
+        print(f"peak memory at {h}x{w}: ONNX Runtime RSS rise {ort.rise / 2 ** 20:.1f} MiB (first run "
+              f"{ort.first_rise / 2 ** 20:.1f} MiB, {ort.latency_s:.2f} s); estimate {est / 2 ** 20:.1f} MiB")
+    return 0
