@@ -16,6 +16,7 @@ from torch.nn.utils import parametrize
 
 from .archs import arch_spec, build_arch
 from .channels.compactor import SITES_ATTR, Compactor, replay_compactors
+from .sparsity.nm import check_n_m
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load_pruned", "save_pruned"]
 
@@ -47,6 +48,10 @@ def _nm_plan(model: nn.Module) -> dict[str, tuple[int, int]]:
         if not (isinstance(layer, str) and isinstance(nm, (tuple, list)) and len(nm) == 2
                 and all(isinstance(v, int) and not isinstance(v, bool) for v in nm)):
             raise ValueError(f"{NM_PLAN_ATTR} entry {layer!r}: {nm!r} is not 'name': (N, M) with int N, M")
+        try:
+            check_n_m(int(nm[0]), int(nm[1]))
+        except ValueError as exc:
+            raise ValueError(f"{NM_PLAN_ATTR} entry {layer!r}: {tuple(nm)!r} is not a valid N:M pair ({exc})") from None
         out[layer] = (int(nm[0]), int(nm[1]))
     return out
 
@@ -66,13 +71,21 @@ def save_pruned(model: nn.Module, path: str | os.PathLike, *, arch: Mapping[str,
                          "ir_prune_plugin.archs.build_arch(name, **kwargs) or pass "
                          "save_pruned(model, path, arch={'type': name, **kwargs})")
     spec = _check_spec(spec)
+    meta = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    if meta:
+        raise ValueError(f"model has tensors on the meta device (no values), e.g. {meta[0]!r}; move it to "
+                         "a real device with weights (model.to_empty(device='cpu') and load a state dict) first")
     if any(parametrize.is_parametrized(m) for m in model.modules()):
         raise ValueError("model still has parametrizations (e.g. N:M masks); finalize them first "
                          "(SLSPruner.finalize() or torch.nn.utils.parametrize.remove_parametrizations)")
     parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"cannot save to {path!r}: it is a directory; give a file name such as 'model.pt'")
     if not os.path.isdir(parent):
         raise ValueError(f"cannot save to {path!r}: directory {parent!r} does not exist")
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"cannot save to {path!r}: directory {parent!r} is not writable")
+    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     payload = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -82,7 +95,11 @@ def save_pruned(model: nn.Module, path: str | os.PathLike, *, arch: Mapping[str,
         "nm_plan": _nm_plan(model),
         "state_dict": state,
     }
-    torch.save(payload, path)
+    _rebuild(payload, f"the model being saved (arch {spec!r})")  # refuse a file that would not load
+    try:
+        torch.save(payload, path)
+    except (OSError, RuntimeError) as exc:
+        raise ValueError(f"cannot write {path!r}: {str(exc).strip().splitlines()[0]}") from None
     log.info("saved pruned %s (%d tensors) to %s", spec["type"], len(state), path)
 
 
@@ -140,18 +157,51 @@ def load_pruned(path: str | os.PathLike) -> nn.Module:
     path = _check_path(path)
     if not os.path.isfile(path):
         raise ValueError(f"no such file: {path!r}")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{path!r} is empty (0 bytes): not a file written by save_pruned")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 -- truncated zip, pickle refused, garbage: all one answer
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path!r} cannot be read as a save_pruned file (truncated, corrupt or "
+                         f"not a torch file): {first}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path!r} is not a file written by save_pruned (format {FORMAT!r})")
     if payload.get("version") != FORMAT_VERSION:
         raise ValueError(f"{path!r} has format version {payload.get('version')!r}; this "
                          f"ir-prune-plugin reads version {FORMAT_VERSION}")
+    return _rebuild(payload, repr(path))
+
+
+def _rebuild(payload: Mapping[str, Any], source: str) -> nn.Module:
+    """The model a save_pruned payload describes; ``ValueError`` naming ``source`` if it cannot be."""
+    missing = [k for k in ("arch", "compactors", "shapes", "nm_plan", "state_dict") if k not in payload]
+    if missing:
+        raise ValueError(f"{source} lacks {missing}: not a complete save_pruned file")
     spec = _check_spec(payload["arch"])
+    plan = payload["nm_plan"]
+    if not isinstance(plan, Mapping):
+        raise ValueError(f"{source}: nm_plan must be a dict {{layer: (N, M)}}, got {type(plan).__name__}")
+    probe = nn.Module()
+    setattr(probe, NM_PLAN_ATTR, dict(plan))
+    try:
+        plan = _nm_plan(probe)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{source}: {exc}") from None
     kwargs = {k: v for k, v in spec.items() if k != "type"}
-    model = build_arch(spec["type"], **kwargs)
-    model = replay_compactors(model, payload["compactors"])
-    _resize_to(model, payload["shapes"])
-    model.load_state_dict(payload["state_dict"], strict=True)
-    if payload["nm_plan"]:
-        setattr(model, NM_PLAN_ATTR, {k: tuple(v) for k, v in payload["nm_plan"].items()})
+    try:
+        model = build_arch(spec["type"], **kwargs)
+        model = replay_compactors(model, payload["compactors"])
+        _resize_to(model, payload["shapes"])
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{source} does not rebuild: arch {spec!r} with the saved compactors and shapes "
+                         f"does not take its weights ({type(exc).__name__}: {first}); pass the arch the "
+                         "model was built with") from None
+    unknown = sorted(set(plan) - {n for n, _ in model.named_modules()})
+    if unknown:
+        raise ValueError(f"{source}: nm_plan names layers the model does not have: {unknown[:5]}")
+    if plan:
+        setattr(model, NM_PLAN_ATTR, plan)
     return model

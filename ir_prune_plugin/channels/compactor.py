@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from .._inputs import check_example_inputs
+
 log = logging.getLogger(__name__)
 
 
@@ -239,6 +241,7 @@ def insert_compactors(model: nn.Module, example_inputs: Any, *, which: Any = "lo
         raise ValueError(f"min_distance must be a positive int, got {min_distance!r}")
     if getattr(model, SITES_ATTR, None):
         raise ValueError("model already has compactors (attribute irprune_compactors); insert them once")
+    check_example_inputs(model, example_inputs)
     sites = _select(find_skip_connections(model, example_inputs, leaf_functions=leaf_functions),
                     which, min_distance)
     if not sites:

@@ -1,12 +1,18 @@
 """MOSP run history: one JSON-serialisable record per inner step, enough to replay the removals."""
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["StepRecord", "MOSPHistory", "HISTORY_VERSION"]
+from torch import nn
+
+__all__ = ["StepRecord", "MOSPHistory", "HISTORY_VERSION", "check_resume", "model_fingerprint"]
+
+log = logging.getLogger(__name__)
 
 HISTORY_VERSION = 1
 
@@ -50,6 +56,7 @@ class MOSPHistory:
     finished: bool = False
     final_peak_bytes: int | None = None
     version: int = HISTORY_VERSION
+    model: dict[str, Any] | None = None   #: :func:`model_fingerprint` of the model it was made on
 
     def to_dict(self) -> dict[str, Any]:
         """Plain containers only (JSON-ready)."""
@@ -60,11 +67,20 @@ class MOSPHistory:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MOSPHistory":
         """Inverse of :meth:`to_dict`; rejects an unknown format version."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a MOSP history is a JSON object, got {type(d).__name__}")
         if d.get("version") != HISTORY_VERSION:
             raise ValueError(f"MOSP history version {d.get('version')!r} is not supported "
                              f"(this build reads version {HISTORY_VERSION})")
+        known = {f.name for f in fields(cls)}
+        missing = sorted({"budget_bytes", "original_peak_bytes", "options"} - set(d))
+        if missing or set(d) - known:
+            raise ValueError(f"not a MOSP history: missing {missing}, unknown {sorted(set(d) - known)}")
         d = dict(d)
-        d["records"] = [StepRecord.from_dict(r) for r in d.get("records", [])]
+        try:
+            d["records"] = [StepRecord.from_dict(r) for r in d.get("records", [])]
+        except (TypeError, KeyError) as exc:
+            raise ValueError(f"a MOSP history step record is malformed ({exc})") from None
         return cls(**d)
 
     def save(self, path: str | os.PathLike) -> None:
@@ -76,9 +92,17 @@ class MOSPHistory:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "MOSPHistory":
-        """Read a history written by :meth:`save`."""
-        with open(path, encoding="utf-8") as fh:
-            return cls.from_dict(json.load(fh))
+        """Read a history written by :meth:`save`; ``ValueError`` naming the file if it is not one."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"history path must be a str or os.PathLike, got {type(path).__name__}")
+        if not os.path.isfile(path):
+            raise ValueError(f"MOSP history file {os.fspath(path)!r} does not exist")
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return cls.from_dict(json.load(fh))
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
+            raise ValueError(f"{os.fspath(path)!r} is not a MOSP history written by MOSPPruner.prune "
+                             f"(history_file=...): {exc}") from None
 
     def plan(self) -> dict[str, int]:
         """Final width per unit root after the recorded steps."""
@@ -86,3 +110,39 @@ class MOSPHistory:
         for r in self.records:
             widths.update(r.widths)
         return widths
+
+
+def model_fingerprint(model: nn.Module) -> dict[str, Any]:
+    """What a history must be replayed onto: class, arch spec (if built by ``build_arch``) and a
+    digest of every parameter/buffer name and shape."""
+    shapes = sorted((k, tuple(v.shape)) for k, v in model.state_dict().items())
+    digest = hashlib.sha1(repr(shapes).encode()).hexdigest()[:16]
+    spec = getattr(model, "irprune_arch", None)
+    return {"class": type(model).__name__, "arch": dict(spec) if isinstance(spec, dict) else None,
+            "tensors": len(shapes), "shapes_sha1": digest}
+
+
+def check_resume(history: MOSPHistory, model: dict[str, Any], options: dict[str, Any], budget_bytes: int,
+                 *, strict: bool = True) -> None:
+    """Refuse (``ValueError``) to resume ``history`` for a different model, options or budget.
+
+    ``strict=False`` logs the differences instead. Histories without a model record (written
+    before it was kept) are compared on options and budget only.
+    """
+    problems = []
+    if history.model is not None and history.model.get("shapes_sha1") != model["shapes_sha1"]:
+        problems.append(f"it was recorded on {history.model.get('class')} (arch {history.model.get('arch')}, "
+                        f"{history.model.get('tensors')} tensors) but this model is {model['class']} "
+                        f"(arch {model['arch']}, {model['tensors']} tensors)")
+    diff = sorted(k for k in set(history.options) | set(options) if history.options.get(k) != options.get(k))
+    if diff:
+        problems.append("its options differ: " + ", ".join(
+            f"{k}={history.options.get(k)!r} there vs {options.get(k)!r} here" for k in diff))
+    if history.budget_bytes != budget_bytes:
+        problems.append(f"its budget is {history.budget_bytes} bytes, this run's is {budget_bytes} bytes")
+    if not problems:
+        return
+    text = "cannot resume this MOSP history: " + "; ".join(problems)
+    if strict:
+        raise ValueError(text + "; start a new run, or pass strict_resume=False to replay it anyway")
+    log.warning("%s (strict_resume=False: replaying anyway)", text)

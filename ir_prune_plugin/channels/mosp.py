@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._inputs import check_example_inputs, model_dtype, primary_output
 from ..budget import BudgetLike, format_bytes, parse_memory_budget
-from .history import MOSPHistory, StepRecord
+from .history import MOSPHistory, StepRecord, check_resume, model_fingerprint
 from .lp import floor_sensitivities, solve_memory_lp
 from .sensitivity import Evaluator, call_evaluate, measure_sensitivities
 from .units import UnitGraph, output_layers
@@ -51,6 +52,9 @@ class MOSPOptions:
     sensitivity_points: tuple[int, ...] = (1, 2)   #: channel counts (x round_to) masked per unit
     seed: int = 0
     max_outer_steps: int = 10_000            #: safety stop
+    #: picks the image tensor from a tuple/dict output for the default ``evaluate``
+    #: (None: the output itself, or its first tensor); not recorded in the history
+    output_fn: Callable[[Any], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         size = tuple(self.memory_input_size)
@@ -77,6 +81,14 @@ class MOSPOptions:
         if isinstance(self.ignored_layers, str):
             raise TypeError(f"ignored_layers must be a sequence of module names, got the str {self.ignored_layers!r}")
         object.__setattr__(self, "ignored_layers", tuple(self.ignored_layers))
+        if any(not isinstance(n, str) for n in self.ignored_layers):
+            raise TypeError(f"ignored_layers must be module names (str), got {self.ignored_layers!r}")
+        if not isinstance(self.compactors, bool):
+            raise TypeError(f"compactors must be True or False, got {self.compactors!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise TypeError(f"seed must be an int >= 0, got {self.seed!r}")
+        if self.output_fn is not None and not callable(self.output_fn):
+            raise TypeError(f"output_fn must be a callable (output -> tensor) or None, got {self.output_fn!r}")
 
 
 @dataclass(frozen=True)
@@ -94,8 +106,9 @@ class GroupCost:
 
 
 def _profile(model: nn.Module, size: Sequence[int]) -> Any:
+    """Peak-memory profile at ``size``, in the dtype of the model's weights (fp16/bf16 halve it)."""
     from ..memory import estimate_peak_memory  # noqa: PLC0415  (memory imports channels.compactor)
-    return estimate_peak_memory(model, torch.empty(tuple(size), device="meta"))
+    return estimate_peak_memory(model, torch.empty(tuple(size), device="meta", dtype=model_dtype(model)))
 
 
 def group_costs(profile: Any, graph: UnitGraph) -> list[GroupCost]:
@@ -119,14 +132,15 @@ def group_costs(profile: Any, graph: UnitGraph) -> list[GroupCost]:
     return costs
 
 
-def _distortion_loss(reference_model: nn.Module, example_inputs: Any) -> Evaluator:
-    """Default ``evaluate``: L1 distance to the unpruned model's output on the example inputs."""
-    args = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+def _distortion_loss(reference_model: nn.Module, args: tuple[torch.Tensor, ...],
+                     output_fn: Callable[[Any], torch.Tensor] | None = None) -> Evaluator:
+    """Default ``evaluate``: L1 distance to the unpruned model's output on the example inputs
+    (of the first output tensor, or of ``output_fn(output)``, for a tuple/dict output)."""
     with torch.no_grad():
-        reference = reference_model.eval()(*args).detach().clone()
+        reference = primary_output(reference_model.eval()(*args), output_fn).detach().clone()
 
     def evaluate(model: nn.Module) -> float:
-        return float(F.l1_loss(model(*args), reference))
+        return float(F.l1_loss(primary_output(model(*args), output_fn).float(), reference.float()))
     return evaluate
 
 
@@ -145,7 +159,7 @@ class MOSPPruner:
     def __init__(self, model: nn.Module, example_inputs: Any, memory_budget: BudgetLike, *,
                  evaluate: Evaluator | None = None, finetune: Finetune | None = None,
                  options: MOSPOptions | None = None,
-                 resume: MOSPHistory | str | os.PathLike | None = None) -> None:
+                 resume: MOSPHistory | str | os.PathLike | None = None, strict_resume: bool = True) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         options = MOSPOptions() if options is None else options
@@ -154,17 +168,24 @@ class MOSPPruner:
         for name, fn in (("evaluate", evaluate), ("finetune", finetune)):
             if fn is not None and not callable(fn):
                 raise TypeError(f"{name} must be callable or None, got {type(fn).__name__}")
+        example_inputs = check_example_inputs(model, example_inputs)
         self.options, self.example_inputs, self.finetune = options, example_inputs, finetune
         self._check_input_size(example_inputs)
         if isinstance(resume, (str, os.PathLike)):
             resume = MOSPHistory.load(resume)
         if resume is not None and not isinstance(resume, MOSPHistory):
             raise TypeError(f"resume must be a MOSPHistory or a path, got {type(resume).__name__}")
+        if not isinstance(strict_resume, bool):
+            raise TypeError(f"strict_resume must be True or False, got {strict_resume!r}")
 
         reference = copy.deepcopy(model)
         self.original_peak = int(_profile(reference, options.memory_input_size).peak_bytes)
         self.budget_bytes = parse_memory_budget(memory_budget, self.original_peak)
-        self.evaluate = evaluate if evaluate is not None else _distortion_loss(reference, example_inputs)
+        self.model_key = model_fingerprint(model)
+        if resume is not None:
+            check_resume(resume, self.model_key, _options_dict(options), self.budget_bytes, strict=strict_resume)
+        self.evaluate = evaluate if evaluate is not None else \
+            _distortion_loss(reference, example_inputs, options.output_fn)
 
         work = _with_compactors(model, example_inputs) if options.compactors else copy.deepcopy(model)
         self.compactor_sites = list(getattr(work, "irprune_compactors", []) or [])
@@ -177,32 +198,42 @@ class MOSPPruner:
         costs = group_costs(_profile(work, options.memory_input_size), graph)
         self.reachable_bytes = max(c.bytes(self.min_widths) for c in costs)
         if self.budget_bytes < self.reachable_bytes:
-            raise ValueError(
-                f"memory budget {memory_budget!r} = {format_bytes(self.budget_bytes)} cannot be reached: "
-                f"with min_channels={options.min_channels!r} the smallest peak is "
-                f"{format_bytes(self.reachable_bytes)} ({self.reachable_bytes} bytes); "
-                f"raise the budget or lower min_channels")
+            raise ValueError(self._unreachable(memory_budget, graph, costs))
         self._work = work
-        self.history = MOSPHistory(self.budget_bytes, self.original_peak, _options_dict(options))
+        self.history = self._new_history()
         self._resume = resume
-        if resume is not None and resume.budget_bytes != self.budget_bytes:
-            log.warning("resuming a history made for %s with a budget of %s",
-                        format_bytes(resume.budget_bytes), format_bytes(self.budget_bytes))
 
-    def _check_input_size(self, example_inputs: Any) -> None:
-        first = example_inputs[0] if isinstance(example_inputs, (tuple, list)) else example_inputs
-        if not isinstance(first, torch.Tensor):
-            raise TypeError(f"example_inputs must be a tensor or a tuple of tensors, got {type(first).__name__}")
+    def _new_history(self) -> MOSPHistory:
+        return MOSPHistory(self.budget_bytes, self.original_peak, _options_dict(self.options),
+                           model=self.model_key)
+
+    def _unreachable(self, memory_budget: BudgetLike, graph: UnitGraph, costs: list[GroupCost]) -> str:
+        """Why the budget is out of reach, naming the option that binds."""
+        opts = self.options
+        read = (f"{memory_budget!r} (an int is read as bytes; pass a ratio such as 0.5 or a size such as "
+                f"'384MB')" if isinstance(memory_budget, int) else repr(memory_budget))
+        advice = "raise the budget or lower min_channels" + (" or round_to" if (opts.round_to or 1) > 1 else "")
+        if opts.round_to and opts.round_to > 1:
+            loose = {r: self._min_width(u.width, 1) for r, u in graph.units.items()}
+            if self.budget_bytes >= max(c.bytes(loose) for c in costs):
+                advice = (f"round_to={opts.round_to} is what binds (units narrower than about twice it "
+                          "cannot lose a whole block): lower round_to or raise the budget")
+        return (f"memory budget {read} = {format_bytes(self.budget_bytes)} ({self.budget_bytes} bytes) cannot "
+                f"be reached: with min_channels={opts.min_channels!r} and round_to={opts.round_to!r} the "
+                f"smallest peak is {format_bytes(self.reachable_bytes)} ({self.reachable_bytes} bytes); {advice}")
+
+    def _check_input_size(self, example_inputs: tuple[torch.Tensor, ...]) -> None:
+        first = example_inputs[0]
         size = self.options.memory_input_size
         if first.dim() != len(size) or first.shape[1] != size[1]:
             raise ValueError(f"options.memory_input_size {size} does not match the example input "
                              f"shape {tuple(first.shape)} (rank and channels must agree)")
 
-    def _min_width(self, width: int) -> int:
+    def _min_width(self, width: int, step: int | None = None) -> int:
         """Smallest width a unit can reach: the min_channels floor, in whole round_to blocks."""
         mc = self.options.min_channels
         floor = max(1, min(width, math.ceil(mc * width) if isinstance(mc, float) else mc))
-        step = self.options.round_to or 1
+        step = step or self.options.round_to or 1
         return width - (width - floor) // step * step
 
     # ------------------------------------------------------------------ running
@@ -215,7 +246,7 @@ class MOSPPruner:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.options.seed)
             model = copy.deepcopy(self._work)
-            self.history = MOSPHistory(self.budget_bytes, self.original_peak, _options_dict(self.options))
+            self.history = self._new_history()
             if self._resume is not None:
                 model = self._replay(model, self._resume, progress)
             model = self._run(model, history_file, progress)
@@ -259,7 +290,9 @@ class MOSPPruner:
                 costs = group_costs(profile, graph)
                 continue
             if outer >= opts.max_outer_steps:
-                raise RuntimeError(f"MOSP stopped after {outer} outer steps at {format_bytes(worst_bytes)}")
+                raise RuntimeError(f"MOSP stopped after max_outer_steps={opts.max_outer_steps} outer steps at "
+                                   f"{format_bytes(worst_bytes)} > budget {format_bytes(self.budget_bytes)}; "
+                                   "raise options.max_outer_steps or options.outer_stride")
             target = min(opts.outer_stride, worst_bytes - self.budget_bytes)
             peak = max(c.bytes(widths) for c in costs)
             cut, inner = 0, 0
@@ -272,8 +305,8 @@ class MOSPPruner:
                 widths = graph.widths()
                 inner += 1
             if self.finetune is not None:
-                returned = self.finetune(model)
-                if isinstance(returned, nn.Module) and returned is not model:
+                returned = check_finetuned(model, self.finetune(model))
+                if returned is not model:
                     model = returned
                     graph = UnitGraph(model, self.example_inputs, self.ignored)
             outer += 1
@@ -329,6 +362,26 @@ def _with_compactors(model: nn.Module, example_inputs: Any) -> nn.Module:
         return copy.deepcopy(model)
 
 
+def check_finetuned(model: nn.Module, returned: Any) -> nn.Module:
+    """What ``finetune(model)`` may return: None (trained in place) or a module of the same
+    structure (every parameter/buffer name and shape of ``model``)."""
+    if returned is None or returned is model:
+        return model
+    if not isinstance(returned, nn.Module):
+        raise TypeError(f"finetune(model) must return None (trained in place) or the model, got "
+                        f"{type(returned).__name__} {returned!r:.60}")
+    have = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in returned.state_dict().items()}
+    if have != got:
+        missing = sorted(set(have) - set(got))[:3]
+        changed = sorted(k for k in set(have) & set(got) if have[k] != got[k])[:3]
+        raise ValueError(f"finetune(model) returned a {type(returned).__name__} whose structure is not the "
+                         f"pruned model's (missing {missing}, reshaped {changed}); return None after "
+                         "training the model it was given in place, or that same model")
+    return returned
+
+
 def _options_dict(options: MOSPOptions) -> dict[str, Any]:
     d = asdict(options)
+    d.pop("output_fn")  # a callable: not JSON, and it does not change which channels go
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}

@@ -111,11 +111,13 @@ class UnitGraph:
 
     def remove(self, plan: Mapping[str, Sequence[int]]) -> None:
         """Physically remove output channels ``{root: idxs}`` of this graph's model, in place."""
-        for root, idxs in plan.items():   # one group at a time: concat offsets change as we go
-            if root not in self.units:
-                raise ValueError(f"{root!r} is not a prunable unit root; units: {sorted(self.units)[:12]}")
-            if len(idxs):
-                self.group(root, [int(i) for i in idxs]).prune()
+        unknown = [root for root in plan if root not in self.units]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not a prunable unit root; units: {sorted(self.units)[:12]}")
+        with tpi.requires_grad_kept(self.model):
+            for root, idxs in plan.items():   # one group at a time: concat offsets change as we go
+                if len(idxs):
+                    self.group(root, [int(i) for i in idxs]).prune()
 
 
 def _zeroer(index: torch.Tensor, dim: int):

@@ -15,10 +15,11 @@ The rule only acts on graphs where our ``PixelShufflePruner`` is registered.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
 import torch_pruning as tp
@@ -27,13 +28,13 @@ from torch_pruning import _helpers, ops
 from torch_pruning.dependency import index_mapping as _tp_index_mapping
 from torch_pruning.dependency import shape_infer as _tp_shape_infer
 
-from .._inputs import as_tuple
+from .._inputs import as_tuple, check_example_inputs
 from ..channels.compactor import Compactor
 
 __all__ = [
     "ChannelGroup", "CompactorMagnitudeImportance", "CompactorPruner", "PixelShufflePruner",
     "UnsupportedArchitectureError", "build_dependency_graph", "channel_groups", "output_layers",
-    "prune_channels", "tp_kwargs",
+    "prune_channels", "requires_grad_kept", "tp_kwargs",
 ]
 
 ExampleInputs = Any  # a tensor, or a tuple of tensors passed positionally
@@ -253,6 +254,30 @@ def _check_supported(graph: tp.DependencyGraph) -> None:
             "module instead of F.pixel_shuffle, or pass check=False to skip this check.")
 
 
+@contextlib.contextmanager
+def requires_grad_kept(model: nn.Module, *, trace: bool = False) -> Iterator[None]:
+    """Give every parameter back its ``requires_grad`` flag (by name) on exit.
+
+    Torch-Pruning reads the network from the autograd graph (module outputs' ``grad_fn``,
+    parameters' ``AccumulateGrad``), which autograd records only for tensors that require grad:
+    on a frozen model it sees almost nothing. ``trace=True`` makes every floating parameter
+    require grad inside the block, so a frozen model traces like the trainable one. Its pruning
+    functions also create fresh ``nn.Parameter``s (``requires_grad=True``); leaving the block
+    restores the caller's flags on them.
+    """
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    try:
+        if trace:
+            for p in model.parameters():
+                if p.is_floating_point() or p.is_complex():
+                    p.requires_grad_(True)
+        yield
+    finally:
+        for n, p in model.named_parameters():
+            if n in flags and p.requires_grad != flags[n]:
+                p.requires_grad_(flags[n])
+
+
 def build_dependency_graph(model: nn.Module, example_inputs: ExampleInputs, *,
                            check: bool = True) -> tp.DependencyGraph:
     """Build a ``tp.DependencyGraph`` with our rules; keeps the model's train/eval mode.
@@ -264,7 +289,7 @@ def build_dependency_graph(model: nn.Module, example_inputs: ExampleInputs, *,
     _install_index_mapping_rule()
     was_training = model.training
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), requires_grad_kept(model, trace=True):
             graph = tp.DependencyGraph().build_dependency(
                 model, example_inputs=inputs, customized_pruners=_customized_pruners(), verbose=False)
     finally:
@@ -308,6 +333,8 @@ def tp_kwargs(model: nn.Module, example_inputs: ExampleInputs | None = None, *,
     Score channels with :class:`CompactorMagnitudeImportance`.
     """
     ignored = _resolve_layers(model, ignored_layers)
+    if example_inputs is not None:
+        check_example_inputs(model, example_inputs)
     if example_inputs is not None and (keep_output_layers or check):
         graph = build_dependency_graph(model, example_inputs, check=check)
         if keep_output_layers:
@@ -400,7 +427,7 @@ def prune_channels(model: nn.Module, example_inputs: ExampleInputs,
     refer to the layer's current channels. For a conv that feeds a PixelShuffle, name the
     ``nn.PixelShuffle`` module (its channels are the blocks that move together).
     """
-    inputs = as_tuple(example_inputs)
+    inputs = check_example_inputs(model, example_inputs)
     clean = _check_plan(model, plan)
     work = copy.deepcopy(model)
     ignored_names = {n for n, m in model.named_modules() if any(m is i for i in _resolve_layers(model, ignored_layers))}
@@ -439,8 +466,9 @@ def prune_channels(model: nn.Module, example_inputs: ExampleInputs,
             raise ValueError(f"pruning {name!r} would change the number of output channels of the network")
         groups.append((layer, pruner))
     was_training = work.training
-    for (layer, pruner), idxs in zip(groups, clean.values()):
-        graph.get_pruning_group(layer, pruner.prune_out_channels, idxs).prune()
+    with requires_grad_kept(work):
+        for (layer, pruner), idxs in zip(groups, clean.values()):
+            graph.get_pruning_group(layer, pruner.prune_out_channels, idxs).prune()
     try:
         with torch.no_grad():
             work.eval()

@@ -7,6 +7,7 @@ import time
 import torch
 from torch import nn
 
+from .._inputs import check_example_inputs
 from .channel_rules import ChannelPropagator
 from .groups import build_groups
 from .liveness import sweep
@@ -31,7 +32,7 @@ def estimate_peak_memory(model: nn.Module, example_inputs: ExampleInputs, *,
     constants are not counted. Raises :class:`TraceError` when the model cannot be exported.
     """
     check_model(model)
-    inputs = normalize_inputs(example_inputs, dtype)
+    inputs = check_example_inputs(model, normalize_inputs(example_inputs, dtype), dtype=dtype, values=False)
     t0 = time.perf_counter()
     work = meta_copy(model, dtype)
     ep = export_graph(work, to_meta_inputs(inputs, dtype))

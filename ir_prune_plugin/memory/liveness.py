@@ -159,7 +159,9 @@ def sweep(ep: ExportedProgram) -> Liveness:
             storages.append(StorageInfo(-len(storages) - 1, node, 1, ws,
                                         int(ws.untyped_storage().nbytes()), "workspace", i, i))
 
-    end = max(len(step_nodes) - 1, 0)
+    if not step_nodes:  # the model returns its input unchanged: nothing runs, nothing is live
+        return Liveness([], [], storages, [], node_keys)
+    end = len(step_nodes) - 1
     for node in graph_nodes:
         if node.op == "output":
             for arg in node.all_input_nodes:

@@ -15,6 +15,7 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from .._inputs import check_example_inputs
 from .trace import ExampleInputs, check_model, export_graph, normalize_inputs
 
 MODES = ("scheduled", "eager")
@@ -126,6 +127,7 @@ def _prepare(model: nn.Module, example_inputs: ExampleInputs) -> tuple[nn.Module
     if any(t.is_meta for t in inputs):
         raise ValueError("measure_peak_memory runs the model for real: pass real tensors, not a "
                          "shape or meta tensors (use estimate_peak_memory for those)")
+    inputs = check_example_inputs(model, inputs)
     work = copy.deepcopy(model).eval()
     return work, inputs
 

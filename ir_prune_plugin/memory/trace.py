@@ -1,13 +1,14 @@
 """Capture a model's operator graph with ``torch.export`` (non-strict), on meta or real tensors."""
 from __future__ import annotations
 
-import copy
 import os
 import traceback
 from typing import Sequence, Union
 
 import torch
 from torch import nn
+
+from .._inputs import meta_copy  # noqa: F401  (re-exported: the memory package's meta copy)
 
 ExampleInputs = Union[torch.Tensor, Sequence[torch.Tensor], Sequence[int], torch.Size]
 
@@ -43,24 +44,6 @@ def check_model(model: nn.Module) -> None:
     """Reject anything that is not an ``nn.Module``."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-
-
-def meta_copy(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
-    """An eval-mode deep copy with every parameter, buffer and tensor attribute on ``meta``.
-
-    The weights are never copied: the memo maps each one straight to an empty meta tensor.
-    """
-    memo: dict[int, object] = {}
-    for t in list(model.parameters()) + list(model.buffers()):
-        cast = dtype if dtype is not None and t.is_floating_point() else t.dtype
-        meta = torch.empty_like(t, device="meta", dtype=cast)
-        memo[id(t)] = nn.Parameter(meta, t.requires_grad) if isinstance(t, nn.Parameter) else meta
-    for mod in model.modules():  # plain tensor attributes (e.g. BasicSR's ``self.mean``)
-        for value in vars(mod).values():
-            if isinstance(value, torch.Tensor) and id(value) not in memo:
-                cast = dtype if dtype is not None and value.is_floating_point() else value.dtype
-                memo[id(value)] = torch.empty_like(value, device="meta", dtype=cast)
-    return copy.deepcopy(model, memo).eval()
 
 
 def to_meta_inputs(inputs: tuple[torch.Tensor, ...], dtype: torch.dtype | None = None

@@ -11,8 +11,9 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from . import masks as mk
+from .._inputs import check_example_inputs
 from ..loops import fit as _fit
-from .macs import as_tuple, kept_macs, layer_macs
+from .macs import kept_macs, layer_macs
 from .nm import check_n_m, check_nm, eligible_layers
 
 log = logging.getLogger(__name__)
@@ -51,13 +52,15 @@ class NMPrunerBase:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         check_n_m(1, M)
-        inputs = as_tuple(example_inputs)
+        inputs = check_example_inputs(model, example_inputs)
         self.M = M
         work = copy.deepcopy(model)
         all_macs = layer_macs(work, inputs)
         if ignored_layers is None:
             order = list(all_macs)
             ignored = {order[0], order[-1]} if len(order) > 1 else set()
+        elif isinstance(ignored_layers, str):
+            raise TypeError(f"ignored_layers must be a sequence of module names, got the str {ignored_layers!r}")
         else:
             ignored = set(ignored_layers)
             unknown = sorted(ignored - {n for n, _ in work.named_modules()})

@@ -22,6 +22,22 @@ class NMOptions:
     refresh_every: int | None = None
     ignored_layers: tuple[str, ...] | None = None
 
+    def __post_init__(self) -> None:
+        every = self.refresh_every
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+            raise ValueError(f"refresh_every must be None or an int >= 1, got {every!r}")
+        if self.ignored_layers is not None:
+            if isinstance(self.ignored_layers, str) or any(not isinstance(n, str) for n in self.ignored_layers):
+                raise TypeError(f"ignored_layers must be a sequence of module names or None, got {self.ignored_layers!r}")
+            object.__setattr__(self, "ignored_layers", tuple(self.ignored_layers))
+
+
+def _check_pruning_n_m(N: int, M: int) -> None:
+    """An N:M pair that prunes something: ``1 <= N < M``."""
+    check_n_m(N, M)
+    if N == M:
+        raise ValueError(f"N={N}, M={M} keeps every weight (nothing to prune); use N < M, e.g. N=2, M=4")
+
 
 def n_for_budget(macs_budget: float, M: int) -> int:
     """Largest uniform N with N/M <= ``macs_budget`` (at least 1): the matched-MACs baseline."""
@@ -39,7 +55,9 @@ class OneShotNM(NMPrunerBase):
 
     def __init__(self, model: nn.Module, example_inputs: Any, N: int, M: int, *,
                  options: NMOptions = NMOptions()) -> None:
-        check_n_m(N, M)
+        _check_pruning_n_m(N, M)
+        if not isinstance(options, NMOptions):
+            raise TypeError(f"options must be NMOptions, got {type(options).__name__}")
         super().__init__(model, example_inputs, M, options.ignored_layers)
         self.N, self.options, self.steps_done = N, options, 0
         for name, m in self.layers.items():
@@ -64,8 +82,10 @@ class SRSTEPruner(NMPrunerBase):
 
     def __init__(self, model: nn.Module, example_inputs: Any, N: int, M: int, *, lambda_w: float = 2e-4,
                  options: NMOptions = NMOptions()) -> None:
-        check_n_m(N, M)
-        if isinstance(lambda_w, bool) or not isinstance(lambda_w, (int, float)) or lambda_w < 0:
+        _check_pruning_n_m(N, M)
+        if not isinstance(options, NMOptions):
+            raise TypeError(f"options must be NMOptions, got {type(options).__name__}")
+        if isinstance(lambda_w, bool) or not isinstance(lambda_w, (int, float)) or not 0 <= lambda_w < float("inf"):
             raise ValueError(f"lambda_w must be a float >= 0 (paper: 2e-4), got {lambda_w!r}")
         super().__init__(model, example_inputs, M, options.ignored_layers)
         self.N, self.lambda_w, self.options = N, float(lambda_w), options

@@ -8,7 +8,8 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from .macs import as_tuple, layer_macs
+from .._inputs import check_example_inputs
+from .macs import layer_macs
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def l1_filter_prune(model: nn.Module, example_inputs: Any, target_macs: float, *
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    inputs = as_tuple(example_inputs)
+    inputs = check_example_inputs(model, example_inputs)
     dense = total_macs(model, inputs)
     if not 0 < target_macs < dense:
         raise ValueError(f"target_macs must be in (0, {dense:.0f}) (the dense MACs), got {target_macs}")

@@ -17,7 +17,11 @@ class AnnealingSchedule:
     end: float = 100.0
 
     def __post_init__(self) -> None:
-        if not (self.start > 0 and self.end > 0):
+        for name in ("start", "end"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"annealing {name} must be a number, got {v!r}")
+        if not (0 < self.start < float("inf") and 0 < self.end < float("inf")):
             raise ValueError(f"annealing start/end must be > 0, got start={self.start}, end={self.end}")
 
     def __call__(self, where: float) -> float:

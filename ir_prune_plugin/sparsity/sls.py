@@ -8,6 +8,7 @@ the task loss. When the kept MACs reach the budget the scores freeze and only we
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,8 @@ class SLSOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise TypeError(f"{name} must be a number, got {v!r}")
+            if not math.isfinite(v):
+                raise ValueError(f"{name} must be finite, got {v!r}")
         for name in ("reg_weight", "score_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -71,6 +74,13 @@ class SLSOptions:
             raise ValueError(f"finetune must be 'fixed' or 'sr-ste', got {self.finetune!r}")
         if not 0 < self.threshold < 1:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        if not isinstance(self.schedule, AnnealingSchedule):
+            raise TypeError(f"schedule must be an AnnealingSchedule(start=..., end=...), got {self.schedule!r}")
+        if self.ignored_layers is not None:
+            if isinstance(self.ignored_layers, str) or any(not isinstance(n, str) for n in self.ignored_layers):
+                raise TypeError(f"ignored_layers must be a sequence of module names, e.g. ('head', 'tail'), "
+                                f"or None; got {self.ignored_layers!r}")
+            object.__setattr__(self, "ignored_layers", tuple(self.ignored_layers))
 
 
 class SLSPruner(NMPrunerBase):

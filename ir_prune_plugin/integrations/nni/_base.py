@@ -11,7 +11,7 @@ from nni.compression.base.target_space import PruningTargetSpace
 from nni.compression.utils import Evaluator
 from torch import nn
 
-from ..._inputs import as_tuple
+from ..._inputs import check_example_inputs
 from .config import register_compactor, validate_config_list
 
 _log = logging.getLogger(__name__)
@@ -35,10 +35,18 @@ class PluginPruner(Pruner):
         if evaluator is not None and not isinstance(evaluator, Evaluator):
             raise TypeError(f"evaluator must be an NNI Evaluator (e.g. TorchEvaluator), got {type(evaluator).__name__}")
         register_compactor()
-        self.example_inputs = as_tuple(example_inputs)
+        self.example_inputs = check_example_inputs(model, example_inputs)
         self.sparse_ratio, self.selected = validate_config_list(model, config_list, self.prunable_types,
                                                                 type(self).__name__)
-        self._setup(copy.deepcopy(model))  # may raise: the model is not wrapped yet
+        try:
+            self._setup(copy.deepcopy(model))  # may raise: the model is not wrapped yet
+        except ValueError as exc:
+            if "budget" not in str(exc):
+                raise
+            # the core's budget is 1 - sparse_ratio: say which config_list value to change
+            raise ValueError(f"config_list sparse_ratio={self.sparse_ratio!r} cannot be met (the pruner keeps "
+                             f"{1 - self.sparse_ratio:.4g} of the budgeted quantity): {exc}; "
+                             "lower sparse_ratio") from None
         super().__init__(model, config_list, evaluator, existed_wrappers)
 
     def _setup(self, pure: nn.Module) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Mapping
 import torch
 from torch import nn
 
-from ..torch_pruning import ROOT_MODULE_TYPES, build_dependency_graph, output_layers
+from ..torch_pruning import ROOT_MODULE_TYPES, build_dependency_graph, output_layers, requires_grad_kept
 
 _log = logging.getLogger(__name__)
 
@@ -157,8 +157,9 @@ def speedup(model: nn.Module, masks: Masks, example_inputs: Any) -> nn.Module:
     apply_masks(work, masks)
     plan, dg = _plan(work, masks, example_inputs)
     removed = 0
-    for root, idxs in plan.values():
-        dg.get_pruning_group(root, dg.get_pruner_of_module(root).prune_out_channels, idxs).prune()
-        removed += len(idxs)
+    with requires_grad_kept(work):
+        for root, idxs in plan.values():
+            dg.get_pruning_group(root, dg.get_pruner_of_module(root).prune_out_channels, idxs).prune()
+            removed += len(idxs)
     _log.info("speedup removed %d output channels in %d groups", removed, len(plan))
     return work
