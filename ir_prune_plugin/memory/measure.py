@@ -123,11 +123,7 @@ def run_scheduled(ep: ExportedProgram, feeds: list[torch.Tensor]) -> Any:
 
 def _prepare(model: nn.Module, example_inputs: ExampleInputs) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
     check_model(model)
-    inputs = normalize_inputs(example_inputs)
-    if any(t.is_meta for t in inputs):
-        raise ValueError("measure_peak_memory runs the model for real: pass real tensors, not a "
-                         "shape or meta tensors (use estimate_peak_memory for those)")
-    inputs = check_example_inputs(model, inputs)
+    inputs = check_example_inputs(model, normalize_inputs(example_inputs))  # real tensors only
     work = copy.deepcopy(model).eval()
     return work, inputs
 
