@@ -295,3 +295,6 @@ def test_bad_pruning_blocks_fail_at_start_up(tmp_path: Path, monkeypatch: pytest
     assert proc.returncode != 0 and "pruning.budget" in proc.stderr and "cannot be reached" in proc.stderr
     log = _log_text(tmp_path / "experiments" / "irprune_demo_mosp_sidunet", "train")
     assert "Start training" not in log
+    empty = [str(d) for top in ("experiments", "tb_logger", "results") if (tmp_path / top).exists()
+             for d in (tmp_path / top).rglob("*") if d.is_dir() and not any(d.iterdir())]
+    assert not empty, f"the failed run left empty folders {empty}"  # the log (and yml copy) stay

@@ -138,7 +138,7 @@ def _global_magnitude(model: nn.Module, example_inputs: Any, ratio: float, ignor
                       max_ratio: float, round_to: int | None, uniform: bool = False) -> nn.Module:
     kwargs = tpi.tp_kwargs(model, example_inputs, ignored_layers=ignored)
     was_training = model.training
-    with torch.enable_grad():
+    with torch.enable_grad(), tpi.requires_grad_kept(model, trace=True):  # a frozen model traces whole
         pruner = tp.pruner.MetaPruner(
             model, example_inputs, importance=tpi.CompactorMagnitudeImportance(p=2), global_pruning=not uniform,
             pruning_ratio=ratio, max_pruning_ratio=max_ratio, round_to=round_to, **kwargs)

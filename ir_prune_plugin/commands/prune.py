@@ -114,8 +114,11 @@ def run(args: argparse.Namespace) -> int:
 
         opts = MOSPOptions(memory_input_size=(1, x.shape[1], *args.memory_size))
         per_outer = max(1, args.steps // 10)
-        pruner = MOSPPruner(model, x, budget, options=opts,
-                            finetune=lambda m: fit(m, train, per_outer, lr=2e-4, progress=False))
+
+        def finetune(m: "torch.nn.Module") -> None:  # trains in place (MOSP refuses other return values)
+            fit(m, train, per_outer, lr=2e-4, progress=False)
+
+        pruner = MOSPPruner(model, x, budget, options=opts, finetune=finetune)
     else:
         from ..sparsity import FitOptions, SLSPruner
 

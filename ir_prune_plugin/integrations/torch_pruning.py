@@ -12,6 +12,10 @@ index-mapping rule for ``nn.PixelShuffle``: output channel ``c`` of a shuffle wi
 is built from input channels ``c*r*r ... c*r*r + r*r - 1``, which Torch-Pruning 1.6.1 would
 otherwise treat as an element-wise op (``IndexError`` on EDSR / RCAN / MSRResNet upsamplers).
 The rule only acts on graphs where our ``PixelShufflePruner`` is registered.
+
+Torch-Pruning reads the network from autograd, so on a frozen model (``requires_grad=False``
+everywhere) build and step the pruner inside ``with requires_grad_kept(model, trace=True):``;
+the helpers here do so themselves, and the pruned layers keep the caller's flags.
 """
 from __future__ import annotations
 

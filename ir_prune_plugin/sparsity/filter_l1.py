@@ -21,10 +21,10 @@ def _prune(model: nn.Module, inputs: tuple, ratio: float, ignored: list[nn.Modul
     names = {m: n for n, m in model.named_modules()}
     work_mods = dict(work.named_modules())
     ign = [work_mods[names[m]] for m in ignored]
-    from ..integrations.torch_pruning import CompactorMagnitudeImportance, tp_kwargs
+    from ..integrations.torch_pruning import CompactorMagnitudeImportance, requires_grad_kept, tp_kwargs
 
     extra = tp_kwargs(work, inputs, ignored_layers=ign)
-    with torch.enable_grad():
+    with torch.enable_grad(), requires_grad_kept(work, trace=True):  # a frozen model traces whole
         pruner = tp.pruner.MetaPruner(work, inputs, importance=CompactorMagnitudeImportance(p=1),
                                       pruning_ratio=ratio, **extra)
         pruner.step()

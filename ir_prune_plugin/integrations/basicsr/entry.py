@@ -49,11 +49,37 @@ def _prepare(argv: Sequence[str] | None, check: bool) -> None:
             raise SystemExit(f"invalid options: {exc}") from None
 
 
+_RUN_FOLDERS = ("experiments", "tb_logger", "results")
+
+
+def _remove_empty_folders(root: str, keep: set[str]) -> None:
+    """Remove the run folders under ``root`` not in ``keep`` that hold no file (bottom-up)."""
+    for name in _RUN_FOLDERS:
+        top = os.path.join(root, name)
+        if name in keep or not os.path.isdir(top):
+            continue
+        for folder, _dirs, _files in sorted(os.walk(top), key=lambda w: -len(w[0])):
+            try:
+                os.rmdir(folder)  # fails (and keeps it) when anything is left inside
+            except OSError:
+                pass
+
+
 def train_main(argv: Sequence[str] | None = None) -> None:
-    """Run BasicSR's ``train_pipeline`` with the working directory as root."""
+    """Run BasicSR's ``train_pipeline`` with the working directory as root.
+
+    A run that fails (e.g. an unreachable budget found when the model is built) leaves no
+    empty ``experiments/``, ``tb_logger/`` or ``results/`` folders behind.
+    """
     _prepare(argv, check=True)
     from basicsr.train import train_pipeline
-    train_pipeline(os.getcwd())
+    root = os.getcwd()
+    existed = {n for n in _RUN_FOLDERS if os.path.isdir(os.path.join(root, n))}
+    try:
+        train_pipeline(root)
+    except BaseException:
+        _remove_empty_folders(root, existed)
+        raise
 
 
 def test_main(argv: Sequence[str] | None = None) -> None:
