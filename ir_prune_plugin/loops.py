@@ -15,6 +15,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ._inputs import primary_output
+
 log = logging.getLogger(__name__)
 
 
@@ -52,7 +54,7 @@ def fit(model: nn.Module, data: Dataset | Iterable, steps: int, *, lr: float = 1
     """Train ``model`` with L1 loss and Adam for ``steps`` iterations; returns the L1 history.
 
     ``data`` is a paired dataset ({'lq','gt'} items) or an iterable of batches ((x, y) pairs or
-    dicts). ``param_groups`` (default: every trainable parameter at ``lr``) go to Adam; with
+    dicts). A model returning a tuple or dict is scored on its first tensor. ``param_groups`` (default: every trainable parameter at ``lr``) go to Adam; with
     ``cosine`` the rate decays to lr/10. ``extra_loss()`` is added to the task loss (e.g. a
     pruner's regularisation), ``after_step(i)`` runs after each optimizer step.
     """
@@ -70,7 +72,7 @@ def fit(model: nn.Module, data: Dataset | Iterable, steps: int, *, lr: float = 1
     bar = tqdm(itertools.islice(batches(data, batch_size, seed), steps), total=steps,
                desc=desc, disable=not progress, leave=False)
     for i, (x, y) in enumerate(bar):
-        loss = F.l1_loss(model(x.to(device)), y.to(device))
+        loss = F.l1_loss(primary_output(model(x.to(device))), y.to(device))  # a tuple/dict: its first tensor
         total = loss + extra_loss() if extra_loss is not None else loss
         opt.zero_grad(set_to_none=True)
         total.backward()
@@ -118,7 +120,7 @@ def evaluate(model: nn.Module | None, dataset: Dataset, *, crop_border: int = 0,
                     lq = F.interpolate(lq, size=item["gt"].shape[-2:], mode="bicubic", align_corners=False)
                 out = lq
             else:
-                out = model(lq)
+                out = primary_output(model(lq))
             sr, gt = _to_img(out), _to_img(item["gt"].unsqueeze(0))
             psnrs.append(calculate_psnr(sr, gt, crop_border=crop_border, test_y_channel=y_channel))
             ssims.append(calculate_ssim(sr, gt, crop_border=crop_border, test_y_channel=y_channel))

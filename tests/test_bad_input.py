@@ -412,6 +412,19 @@ def test_tuple_and_dict_outputs_prune_with_the_default_evaluate(net, output_fn):
     assert pruner.history.records and estimate_peak_memory(pruned, X).peak_bytes <= pruner.budget_bytes
 
 
+@pytest.mark.parametrize("kind", ["frozen", "bf16", "tuple output"])
+def test_sls_search_and_fit_run_on_unusual_models(kind):
+    from ir_prune_plugin.sparsity import FitOptions
+    model, x = _variant(kind)
+    snap = _snapshot(model)
+    data = [(torch.rand(2, *SIZE[1:]).to(x.dtype), torch.rand(2, *SIZE[1:]).to(x.dtype)) for _ in range(2)]
+    pruner = SLSPruner(model, x, 0.5, M=4, options=SLSOptions(search_steps=2))
+    losses = pruner.fit(data, 2, FitOptions(progress=False, batch_size=2))
+    assert len(losses) == 2 and all(v == v for v in losses)
+    assert pruner.finalize() is pruner.model and pruner.kept_ratio() <= 0.5
+    _assert_unchanged(model, snap)
+
+
 def test_resume_mismatch_can_be_overridden(caplog):
     model = _sid()
     history = _mosp_history(model, _opts(compactors=True))
