@@ -323,6 +323,9 @@ ITEMS = {
     (16, "save_pruned to an unwritable path"): (lambda m, t: save_pruned(m, "/proc/self/irprune.pt"), ValueError,
                                                 ["/proc/self/irprune.pt"]),
     (16, "save_pruned to a directory"): (lambda m, t: save_pruned(m, t), ValueError, ["it is a directory"]),
+    (16, "history_file in a missing directory"): (
+        lambda m, t: MOSPPruner(m, X, 0.6, options=_opts()).prune(t / "no" / "h.json", progress=False), ValueError,
+        ["h.json", "does not exist"]),
     (16, "history file is not JSON"): (
         lambda m, t: MOSPPruner(m, X, 0.6, options=_opts(), resume=_file(t, "hist.json", b"{not json")), ValueError,
         ["hist.json"]),
@@ -437,5 +440,5 @@ def test_the_table_sizes_match_the_note():
     """Issue 15's note quotes these counts; change both together."""
     bad = len(ENTRY_POINTS) * len(BAD_INPUTS)
     variants = len(ENTRY_POINTS) * len(VARIANTS)
-    assert (len(ENTRY_POINTS), len(BAD_INPUTS), len(VARIANTS), len(ITEMS)) == (12, 8, 6, 42)
-    assert bad + variants + len(ITEMS) == 210
+    assert (len(ENTRY_POINTS), len(BAD_INPUTS), len(VARIANTS), len(ITEMS)) == (12, 8, 6, 43)
+    assert bad + variants + len(ITEMS) == 211

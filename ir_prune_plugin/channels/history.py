@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["StepRecord", "MOSPHistory", "HISTORY_VERSION", "check_resume", "model_fingerprint"]
+__all__ = ["StepRecord", "MOSPHistory", "HISTORY_VERSION", "check_history_path", "check_resume", "model_fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,19 @@ class MOSPHistory:
         for r in self.records:
             widths.update(r.widths)
         return widths
+
+
+def check_history_path(path: str | os.PathLike) -> str:
+    """A path a history can be written to (checked before a run starts, not at its first step)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"history_file must be a str or os.PathLike, got {type(path).__name__}")
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"history_file {path!r} is a directory; give a file name such as 'mosp_history.json'")
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        raise ValueError(f"history_file {path!r}: directory {parent!r} does not exist or is not writable")
+    return path
 
 
 def model_fingerprint(model: nn.Module) -> dict[str, Any]:

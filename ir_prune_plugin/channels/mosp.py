@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .._inputs import check_example_inputs, model_dtype, primary_output
 from ..budget import BudgetLike, format_bytes, parse_memory_budget
-from .history import MOSPHistory, StepRecord, check_resume, model_fingerprint
+from .history import MOSPHistory, StepRecord, check_history_path, check_resume, model_fingerprint
 from .lp import floor_sensitivities, solve_memory_lp
 from .sensitivity import Evaluator, call_evaluate, measure_sensitivities
 from .units import UnitGraph, output_layers
@@ -243,6 +243,8 @@ class MOSPPruner:
         ``history_file``: the history is written there (JSON) after every inner step, so an
         interrupted run can be resumed with ``MOSPPruner(..., resume=history_file)``.
         """
+        if history_file is not None:
+            history_file = check_history_path(history_file)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.options.seed)
             model = copy.deepcopy(self._work)
