@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .._inputs import as_tuple
+from .._inputs import check_example_inputs
 
 __all__ = ["OnnxExport", "OnnxExportError", "OnnxMismatchError", "export_onnx", "ort_session"]
 
@@ -149,7 +149,7 @@ def export_onnx(model: nn.Module, path: str | Path, example_inputs: torch.Tensor
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    inputs = as_tuple(example_inputs)
+    inputs = check_example_inputs(model, example_inputs)
     if len(inputs) != 1 or inputs[0].dim() != 4 or not inputs[0].is_floating_point():
         raise ValueError("export_onnx expects one float image batch (N, C, H, W) as example_inputs, got "
                          f"{[tuple(t.shape) for t in inputs]}")

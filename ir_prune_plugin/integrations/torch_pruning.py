@@ -375,7 +375,8 @@ def channel_groups(model: nn.Module, example_inputs: ExampleInputs, *,
                    graph: tp.DependencyGraph | None = None) -> list[ChannelGroup]:
     """List the coupled channel groups of a model (roots: conv, linear, Compactor, PixelShuffle)."""
     ignored = _resolve_layers(model, ignored_layers)
-    graph = graph or build_dependency_graph(model, example_inputs)
+    if graph is None:
+        graph = build_dependency_graph(model, check_example_inputs(model, example_inputs))
     result = []
     for group in graph.get_all_groups(root_module_types=ROOT_MODULE_TYPES):
         root = group[0].dep.target.module
