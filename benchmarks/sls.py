@@ -23,8 +23,8 @@ from torch.utils.data import Dataset
 from ir_prune_plugin.data.degrade import mod_crop
 from ir_prune_plugin.data.images import load_folder
 from ir_prune_plugin.studies.sls_study import DEEP
-from ir_prune_plugin.studies.sls_sweep import (SweepConfig, markdown_tables, plot_adaptive, plot_sweep, run_seed,
-                                               summarize)
+from ir_prune_plugin.studies.sls_sweep import (ADAPTIVE_POINTS, BUDGETS, SweepConfig, markdown_tables, plot_adaptive,
+                                               plot_sweep, run_seed, summarize)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--budgets", type=float, nargs="+", default=list(SweepConfig().budgets))
+    ap.add_argument("--budgets", type=float, nargs="+", default=list(BUDGETS))
     ap.add_argument("--num-feat", type=int, default=DEEP.num_feat)
     ap.add_argument("--num-block", type=int, default=DEEP.num_block)
     ap.add_argument("--pretrain-steps", type=int, default=DEEP.pretrain_steps)
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         study = replace(DEEP, num_feat=args.num_feat, num_block=args.num_block, pretrain_steps=args.pretrain_steps,
                         finetune_steps=args.finetune_steps, search_steps=args.search_steps)
         cfg = SweepConfig(study=study, budgets=tuple(args.budgets),
-                          adaptive_points=() if args.no_adaptive else SweepConfig().adaptive_points)
+                          adaptive_points=() if args.no_adaptive else ADAPTIVE_POINTS)
         sets = {name: FolderSR(args.data / name) for name in ("Set5", "Set14")}
         for seed in args.seeds:
             run_seed(cfg, args.out, seed, sets, cache_dir=args.out / "cache", progress=True)

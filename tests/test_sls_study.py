@@ -131,3 +131,8 @@ def test_summarize_means_std_and_paired_margins():
 def test_sweep_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SweepConfig(study=TINY, **kwargs)
+
+
+def test_budget_at_one_over_m_warns_that_sls_has_no_choice():
+    with pytest.warns(UserWarning, match="N=1"):
+        SweepConfig(study=TINY, budgets=(0.25, 1 / 16))

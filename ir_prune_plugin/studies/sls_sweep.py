@@ -20,6 +20,7 @@ import json
 import logging
 import statistics
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,12 +35,14 @@ from ..sparsity.filter_l1 import total_macs
 from ..tiling import TileOptions, tile_grid
 from .sls_study import DEEP, StudyConfig, pretrained_edsr, prune_nm, score_model
 
-__all__ = ["SWEEP_METHODS", "SweepConfig", "run_seed", "adaptive_curve", "summarize", "markdown_tables",
-           "plot_sweep", "plot_adaptive"]
+__all__ = ["SWEEP_METHODS", "BUDGETS", "ADAPTIVE_POINTS", "SweepConfig", "run_seed", "adaptive_curve", "summarize",
+           "markdown_tables", "plot_sweep", "plot_adaptive"]
 
 log = logging.getLogger(__name__)
 
 SWEEP_METHODS = ("sls", "sr-ste", "one-shot", "sls-plan")
+BUDGETS = (0.25, 0.125, 0.0625)  # the issue's 1/4, 1/8, 1/16 of the prunable layers' MACs
+ADAPTIVE_POINTS = (0.25, 0.75)
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,9 @@ class SweepConfig:
     """
 
     study: StudyConfig = DEEP
-    budgets: tuple[float, ...] = (0.25, 0.125, 0.0625)
+    budgets: tuple[float, ...] = BUDGETS
     methods: tuple[str, ...] = SWEEP_METHODS
-    adaptive_points: tuple[float, ...] = (0.25, 0.75)
+    adaptive_points: tuple[float, ...] = ADAPTIVE_POINTS
     tiles: TileOptions = field(default_factory=lambda: TileOptions(tile=48, overlap=4))
     pretrain_seed: int | None = 0
 
@@ -71,6 +74,10 @@ class SweepConfig:
             raise ValueError(f"methods {list(self.methods)} must be a non-empty subset of {SWEEP_METHODS}")
         if "sls-plan" in self.methods and "sls" not in self.methods:
             raise ValueError("'sls-plan' finetunes the plan that 'sls' searched: add 'sls' to methods")
+        if "sls" in self.methods and any(abs(b * self.study.M - 1) < 1e-9 for b in self.budgets):
+            warnings.warn(f"budget 1/M = {1 / self.study.M:g} leaves every layer at N=1 (the least an N:"
+                          f"{self.study.M} plan keeps): SLS has no plan to search there, its rows measure "
+                          "only its training; use M >= 2/budget for a real search", stacklevel=2)
         if any(not 0 < t < 1 for t in self.adaptive_points):
             raise ValueError(f"adaptive_points must lie in (0, 1), got {list(self.adaptive_points)}")
         if self.adaptive_points and ("sls" not in self.methods or len(self.budgets) < 2):
