@@ -8,6 +8,7 @@ at the end so the count in the issue's note stays true.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 
@@ -200,16 +201,11 @@ def _check_variant(entry, kind):
         assert all(not p.requires_grad for n, p in result.named_parameters() if n in frozen)
     elif entry == "MOSPPruner":
         assert result.budget_bytes < result.original_peak and len(result.min_widths) > 10
-        assert result.evaluate(copy_of(model)) == 0.0
+        assert result.evaluate(copy.deepcopy(model)) == 0.0
     elif hasattr(result, "layers"):  # the N:M pruners
         assert len(result.layers) > 5
     else:
         assert result is not None
-
-
-def copy_of(model):
-    import copy
-    return copy.deepcopy(model)
 
 
 @pytest.mark.parametrize("kind", VARIANTS)
@@ -380,7 +376,7 @@ def test_frozen_model_has_the_same_units_and_keeps_its_flags():
 
 def test_tuple_output_uses_the_first_tensor_and_output_fn_picks_from_a_dict():
     pruner = MOSPPruner(TupleNet(), X, 0.6, options=_opts())
-    assert pruner.evaluate(copy_of(pruner._work)) == 0.0
+    assert pruner.evaluate(copy.deepcopy(pruner._work)) == 0.0
     with pytest.raises(TypeError, match="output_fn"):
         MOSPPruner(DictNet(), X, 0.6, options=_opts(output_fn=lambda out: out["aux"].item()))
 

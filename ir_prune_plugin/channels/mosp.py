@@ -140,7 +140,8 @@ def _distortion_loss(reference_model: nn.Module, args: tuple[torch.Tensor, ...],
         reference = primary_output(reference_model.eval()(*args), output_fn).detach().clone()
 
     def evaluate(model: nn.Module) -> float:
-        return float(F.l1_loss(primary_output(model(*args), output_fn).float(), reference.float()))
+        with torch.no_grad():
+            return float(F.l1_loss(primary_output(model(*args), output_fn).float(), reference.float()))
     return evaluate
 
 
