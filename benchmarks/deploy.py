@@ -6,14 +6,17 @@ MOSP vs tiling vs both at one budget -- all at 2048x1080 on the demo's dense SID
 1. Memory: the dense net (pretrained-weights cache, ``irprune demo``'s config) and MOSP at 50 %
    of its estimated peak (compactors, 300 finetune steps, cached in ``--out``) exported to ONNX
    (``export_onnx``, checked against ONNX Runtime); the resident-set rise of one inference in a
-   fresh process (``peak_rss``) for ONNX Runtime (arena on and off) and PyTorch (eager), beside
-   ``estimate_peak_memory``.
+   fresh process (``peak_rss``) for ONNX Runtime (arena on; off; off with glibc's mmap threshold
+   fixed at 64 KiB, so that RSS = live bytes) and PyTorch (eager; and with the fixed threshold),
+   beside ``estimate_peak_memory`` (which also counts the input image, the RSS rises do not).
 2. ``TiledRestorer`` on the dense net at ``--tile-budget`` (10 %) of the dense estimated peak:
    its plan, the real live activation bytes of the whole tiled run at 2048x1080
    (``LiveBytesTracker``; the caller's input excluded, the output included), PSNR tiled vs
    untiled on the held-out photos (full size), and the latency overhead of the overlaps.
 3. At ``--both-budget`` (25 %) of the dense peak: MOSP alone (if reachable), tiling alone
    (dense), MOSP-50 % + tiling: PSNR on the held-out photos and latency at 2048x1080.
+4. Latency at 2048x1080 of every variant, interleaved round by round (the per-section latencies
+   above are taken minutes apart and swing with the machine's load).
 
 Writes ``deploy.json`` and prints Markdown tables.
 """
@@ -98,14 +101,21 @@ def memory_section(models: dict, files: dict, out: Path, hw: tuple[int, int], ar
         exp = export_onnx(model, onnx, torch.rand(1, 3, 64, 96), exporter=args.exporter)
         row = {"model": name, "estimate_mb": estimate_peak_memory(model, (1, 3, *hw)).peak_bytes / MB,
                "onnx_check_max_abs_diff": max(exp.max_abs_diff.values()), "export_s": round(exp.seconds, 1)}
-        for key, engine, path, arena in (("ort", "onnxruntime", onnx, True), ("ort_no_arena", "onnxruntime", onnx, False),
-                                         ("torch", "torch", files[name], True)):
-            r = peak_rss(engine, path, hw, repeats=args.repeats, threads=args.threads, arena=arena)
+        # ONNX Runtime as shipped (arena + memory pattern), without the arena, and without the arena
+        # with every block > 64 KiB mmapped (RSS = live bytes: what its plan really holds); PyTorch eager
+        for key, engine, path, arena, mmap in (("ort", "onnxruntime", onnx, True, None),
+                                               ("ort_no_arena", "onnxruntime", onnx, False, None),
+                                               ("ort_exact", "onnxruntime", onnx, False, 65536),
+                                               ("torch", "torch", files[name], True, None),
+                                               ("torch_exact", "torch", files[name], True, 65536)):
+            r = peak_rss(engine, path, hw, repeats=args.repeats, threads=args.threads, arena=arena,
+                         mmap_threshold=mmap)
             row[f"{key}_first_mb"], row[f"{key}_mb"], row[f"{key}_latency_s"] = r.first_rise / MB, r.rise / MB, r.latency_s
             logging.info("%s %s: first +%.0f MiB, then +%.0f MiB, %.2f s", name, key, r.first_rise / MB,
                          r.rise / MB, r.latency_s)
         rows.append(row)
-    for key in ("estimate_mb", "ort_mb", "ort_first_mb", "ort_no_arena_mb", "torch_mb"):
+    for key in ("estimate_mb", "ort_mb", "ort_first_mb", "ort_no_arena_mb", "ort_no_arena_first_mb",
+                "ort_exact_mb", "torch_mb", "torch_first_mb", "torch_exact_mb"):
         rows[1][f"{key}_ratio"] = rows[1][key] / rows[0][key]
     return rows
 
@@ -140,17 +150,42 @@ def tiled_row(label: str, model: torch.nn.Module, budget_bytes: int, hw: tuple[i
     return row
 
 
+def latency_section(models: dict, dense_peak: int, hw: tuple[int, int], args) -> dict:
+    """CPU latency at 2048x1080, untiled and tiled, interleaved round by round so that a changing
+    machine load hits every variant alike; medians over ``--rounds``."""
+    from ir_prune_plugin.deploy import TiledRestorer
+
+    runs = {"dense": models["dense"], "mosp": models["mosp"],
+            f"dense tiled @ {args.tile_budget:.0%}": TiledRestorer(models["dense"], int(args.tile_budget * dense_peak),
+                                                                  image_size=hw, tolerance=args.tolerance),
+            f"dense tiled @ {args.both_budget:.0%}": TiledRestorer(models["dense"], int(args.both_budget * dense_peak),
+                                                                  image_size=hw, tolerance=args.tolerance),
+            f"mosp tiled @ {args.both_budget:.0%}": TiledRestorer(models["mosp"], int(args.both_budget * dense_peak),
+                                                                 image_size=hw, tolerance=args.tolerance)}
+    x = torch.rand(1, 3, *hw)
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    with torch.no_grad():
+        for _ in range(args.rounds):
+            for k, m in runs.items():
+                t = time.perf_counter()
+                m(x)
+                times[k].append(time.perf_counter() - t)
+            logging.info("latency round: %s", {k: round(v[-1], 2) for k, v in times.items()})
+    return {"median_s": {k: statistics.median(v) for k, v in times.items()}, "all_s": times}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved latency rounds (section 4)")
     ap.add_argument("--mosp-budget", type=float, default=0.5)
     ap.add_argument("--tile-budget", type=float, default=0.10)
     ap.add_argument("--both-budget", type=float, default=0.25)
     ap.add_argument("--tolerance", type=float, default=1e-3, help="receptive-field tolerance of TiledRestorer")
     ap.add_argument("--exporter", default="dynamo", choices=("dynamo", "torchscript"))
-    ap.add_argument("--skip", nargs="*", default=[], choices=("memory", "tiled", "both"))
+    ap.add_argument("--skip", nargs="*", default=[], choices=("memory", "tiled", "both", "latency"))
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("torch").setLevel(logging.WARNING)
@@ -174,9 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     val = DenoiseDataset("val", sigma=cfg.sigma, val_size=None, seed=cfg.seed)  # full held-out photos
     dense_peak = estimate_peak_memory(dense, (1, 3, *hw)).peak_bytes
     x = torch.rand(1, 3, *hw)
-    untiled = {k: {**evaluate(m, val), "latency_s": _latency(m, x, args.repeats),
-                   "peak_mb": estimate_peak_memory(m, (1, 3, *hw)).peak_bytes / MB} for k, m in models.items()}
     previous = json.loads((args.out / "deploy.json").read_text()) if (args.out / "deploy.json").exists() else {}
+    untiled = {k: {**evaluate(m, val), "latency_s": _latency(m, x, args.repeats),
+                   "peak_mb": estimate_peak_memory(m, (1, 3, *hw)).peak_bytes / MB} for k, m in models.items()} \
+        if {"tiled", "both"} - set(args.skip) else previous.get("untiled", {})
     result = {**previous, "config": {**vars(args), "out": str(args.out), "size_hw": list(hw), "dense_peak_mb": dense_peak / MB,
                          "photos": list(val.names), "sigma": cfg.sigma}, "untiled": untiled}
     save = lambda: (args.out / "deploy.json").write_text(json.dumps(result, indent=2, default=str))  # noqa: E731
@@ -193,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         try:  # MOSP alone at this budget: the fixed part of the peak (input, output, residual) may be above it
             from ir_prune_plugin import MOSPOptions, MOSPPruner
             MOSPPruner(dense, torch.rand(2, 3, 64, 64), args.both_budget,
-                       options=MOSPOptions(memory_input_size=(1, 3, *hw)))
+                       options=MOSPOptions(memory_input_size=(1, 3, *hw), min_channels=1))
             rows.append({"method": f"MOSP alone @ {args.both_budget:.0%}", "note": "reachable: not run here"})
         except ValueError as exc:
             rows.append({"method": f"MOSP alone @ {args.both_budget:.0%}", "meets_budget": False,
@@ -205,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(tiled_row("tiling alone (dense)", dense, budget, hw, val, args, untiled["dense"]))
         rows.append(tiled_row(f"MOSP {args.mosp_budget:.0%} + tiling", mosp, budget, hw, val, args, untiled["mosp"]))
         result["both"] = {"budget_mb": budget / MB, "rows": rows}
+        save()
+    if "latency" not in args.skip:
+        result["latency"] = latency_section(models, dense_peak, hw, args)
         save()
     print(json.dumps(result, indent=2, default=str))
     return 0

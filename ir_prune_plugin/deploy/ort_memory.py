@@ -24,7 +24,7 @@ ENGINES = ("onnxruntime", "torch")
 
 _CHILD = r"""
 import json, os, statistics, sys, threading, time
-engine, path, h, w, c, repeats, threads, arena = sys.argv[1:9]
+engine, path, h, w, c, repeats, threads, arena, level = sys.argv[1:10]
 h, w, c, repeats, threads, arena = int(h), int(w), int(c), int(repeats), int(threads), arena == "1"
 import numpy as np
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -35,6 +35,7 @@ if engine == "onnxruntime":
     import onnxruntime as ort
     so = ort.SessionOptions(); so.intra_op_num_threads = threads; so.log_severity_level = 3
     so.enable_cpu_mem_arena = arena; so.enable_mem_pattern = arena
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     x = np.random.default_rng(0).random((1, c, h, w), dtype=np.float32)
@@ -75,18 +76,25 @@ class PeakRSS:
     latency_s: float     # median latency over the repeats after the first
     arena: bool = True
     mmap_threshold: int | None = None
+    optimization: str = "all"
 
 
 def peak_rss(engine: str, path: str | Path, input_hw: tuple[int, int], *, in_channels: int = 3,
              repeats: int = 2, threads: int = 1, arena: bool = True, mmap_threshold: int | None = None,
-             timeout: float = 1800) -> PeakRSS:
+             optimization: str = "all", timeout: float = 1800) -> PeakRSS:
     """Measure one inference of the model at ``path`` (``.onnx`` for ``'onnxruntime'``, a
     ``save_pruned`` file for ``'torch'``) on a 1 x ``in_channels`` x H x W input in a subprocess.
 
     ``mmap_threshold`` (bytes) fixes glibc's ``M_MMAP_THRESHOLD`` in the child: every larger block
     is mapped on allocation and unmapped on free, so the RSS rise is the live bytes without heap
     fragmentation (with ``arena=False``: the memory the engine's plan really needs).
+    ``optimization``: ONNX Runtime's graph optimisation level; ``'all'`` (the default) includes
+    the NCHWc layout transform, which pads channel counts to the SIMD block (8 or 16).
     """
+    levels = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED", "basic": "ORT_ENABLE_BASIC",
+              "disabled": "ORT_DISABLE_ALL"}
+    if optimization not in levels:
+        raise ValueError(f"optimization must be one of {tuple(levels)}, got {optimization!r}")
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if not Path(path).is_file():
@@ -100,7 +108,7 @@ def peak_rss(engine: str, path: str | Path, input_hw: tuple[int, int], *, in_cha
            "OMP_NUM_THREADS": str(threads)}
     if mmap_threshold is not None:
         env["MALLOC_MMAP_THRESHOLD_"] = str(int(mmap_threshold))
-    args = [engine, str(path), h, w, in_channels, repeats, threads, int(arena)]
+    args = [engine, str(path), h, w, in_channels, repeats, threads, int(arena), levels[optimization]]
     done = subprocess.run([sys.executable, "-c", _CHILD, *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=timeout)
     if done.returncode != 0:
@@ -108,4 +116,5 @@ def peak_rss(engine: str, path: str | Path, input_hw: tuple[int, int], *, in_cha
                            f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else 'no output'}")
     res = json.loads(done.stdout.strip().splitlines()[-1])
     return PeakRSS(engine=engine, input_hw=(h, w), first_rise=int(res["first_rise"]), rise=int(res["rise"]),
-                   latency_s=float(res["latency_s"]), arena=arena, mmap_threshold=mmap_threshold)
+                   latency_s=float(res["latency_s"]), arena=arena, mmap_threshold=mmap_threshold,
+                   optimization=optimization)
