@@ -25,6 +25,7 @@ def _ort_equals_torch(model: nn.Module, path, hw: tuple[int, int]) -> float:
         return float(np.abs(got - model(x).numpy()).max())
 
 
+@pytest.mark.slow  # the dynamo exporter takes ~30-120 s here; the SLS EDSR test is the fast path
 def test_sid_unet_with_compactors_after_mosp(tmp_path):
     torch.manual_seed(0)
     model = build_arch("sid_unet", width=0.125).eval()
@@ -70,8 +71,9 @@ def _plksr() -> nn.Module:
     return PLKSR(dim=16, n_blocks=2, upscaling_factor=2, kernel_size=7, split_ratio=0.25)
 
 
-@pytest.mark.parametrize("build, exporter, compactors", [(_drunet, "torchscript", True), (_plksr, "dynamo", False)],
-                         ids=["drunet", "plksr"])
+@pytest.mark.parametrize("build, exporter, compactors", [
+    (_drunet, "torchscript", True), pytest.param(_plksr, "dynamo", False, marks=pytest.mark.slow)],
+    ids=["drunet", "plksr"])
 def test_modern_archs_pruned_by_mosp(tmp_path, build, exporter, compactors):
     pytest.importorskip("spandrel")
     torch.manual_seed(0)
