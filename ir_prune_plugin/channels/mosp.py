@@ -26,7 +26,10 @@ from tqdm.auto import tqdm
 
 from .._inputs import check_example_inputs, model_dtype, primary_output
 from ..budget import BudgetLike, format_bytes, parse_memory_budget
+from .deadline import time_limit
 from .history import MOSPHistory, StepRecord, check_history_path, check_resume, model_fingerprint
+from .rules.reparam import fuse_reparam
+from .safety import check_forward
 from .lp import floor_sensitivities, solve_memory_lp
 from .sensitivity import Evaluator, call_evaluate, measure_sensitivities
 from .units import UnitGraph, output_layers
@@ -179,6 +182,8 @@ class MOSPPruner:
         if not isinstance(strict_resume, bool):
             raise TypeError(f"strict_resume must be True or False, got {strict_resume!r}")
 
+        model = copy.deepcopy(model)
+        fuse_reparam(model)   # prune re-parameterised blocks in their deploy form (same eval output)
         reference = copy.deepcopy(model)
         self.original_peak = int(_profile(reference, options.memory_input_size).peak_bytes)
         self.budget_bytes = parse_memory_budget(memory_budget, self.original_peak)
@@ -190,17 +195,25 @@ class MOSPPruner:
 
         work = _with_compactors(model, example_inputs) if options.compactors else copy.deepcopy(model)
         self.compactor_sites = list(getattr(work, "irprune_compactors", []) or [])
-        self.ignored = tuple(dict.fromkeys(options.ignored_layers + tuple(output_layers(work, example_inputs))))
-        graph = UnitGraph(work, example_inputs, self.ignored, check=True)
+        with time_limit(f"MOSP's channel analysis of {type(model).__name__}"):
+            self.ignored = tuple(dict.fromkeys(options.ignored_layers + tuple(output_layers(work, example_inputs))))
+            graph = UnitGraph(work, example_inputs, self.ignored)
+        self._shapes = graph.shapes
         if not graph.units:
-            raise ValueError("the model has no prunable layer (Conv/ConvTranspose/Linear/Compactor "
-                             f"outside ignored layers {list(self.ignored)}); nothing for MOSP to prune")
+            from ..integrations.torch_pruning import UnsupportedArchitectureError  # noqa: PLC0415
+            left = "; ".join(f"{r}: {why}" for r, why in sorted(graph.refused.items()))
+            raise UnsupportedArchitectureError(
+                "the model has no prunable layer (no channel group of Conv/ConvTranspose/Linear/Compactor outside "
+                f"ignored layers {list(self.ignored)}" + (f"; left alone: {left}" if left else "")
+                + "); nothing for MOSP to prune")
         self.min_widths = {r: self._min_width(u.width) for r, u in graph.units.items()}
         costs = group_costs(_profile(work, options.memory_input_size), graph)
         self.reachable_bytes = max(c.bytes(self.min_widths) for c in costs)
         if self.budget_bytes < self.reachable_bytes:
             raise ValueError(self._unreachable(memory_budget, graph, costs))
         self._work = work
+        #: channel groups left alone (channel-mixing ops, or removal broke the forward): root -> reason
+        self.refused: dict[str, str] = dict(graph.refused)
         self.history = self._new_history()
         self._resume = resume
 
@@ -253,6 +266,10 @@ class MOSPPruner:
             if self._resume is not None:
                 model = self._replay(model, self._resume, progress)
             model = self._run(model, history_file, progress)
+        check_forward(model, self.example_inputs, self._shapes, change="MOSP")
+        if self.refused:
+            log.warning("MOSP left %d channel group(s) alone (channel-mixing ops, or removal broke the forward): %s",
+                        len(self.refused), ", ".join(sorted(self.refused)))
         return model
 
     def _replay(self, model: nn.Module, history: MOSPHistory, progress: bool) -> nn.Module:
@@ -262,7 +279,7 @@ class MOSPPruner:
             if unknown:
                 raise ValueError(f"history step {rec.outer}.{rec.inner} names units {unknown} "
                                  "that this model does not have (different arch or options?)")
-            graph.remove(rec.removed)
+            graph.remove(rec.removed, strict=True)
             self.history.records.append(rec)
         return model
 
@@ -325,10 +342,17 @@ class MOSPPruner:
     def _inner_step(self, graph: UnitGraph, group: GroupCost, widths: dict[str, int], remaining: int,
                     outer: int, inner: int, peak: int, step: int) -> StepRecord:
         t0 = time.perf_counter()
-        roots = sorted(r for r, b in group.per_unit.items() if b > 0 and widths[r] > self.min_widths[r])
+        self.refused.update(graph.refused)
+        roots = sorted(r for r, b in group.per_unit.items()
+                       if b > 0 and widths[r] > self.min_widths[r] and r not in self.refused)
         if not roots:
-            raise RuntimeError(f"group at step {group.step} is over budget but every unit in it is at "
-                               "its minimum width (budget below the reachable minimum?)")
+            left = sorted(r for r in group.per_unit if r in self.refused)
+            raise RuntimeError(
+                f"group at step {group.step} ({format_bytes(group.bytes(widths))}) is over budget but every "
+                "unit in it is at its minimum width" + (
+                    f" or was left alone because removing its channels broke the forward pass: "
+                    + "; ".join(f"{r}: {self.refused[r]}" for r in left) if left else
+                    " (budget below the reachable minimum?)"))
         mem = [group.per_unit[r] for r in roots]
         upper = [widths[r] - self.min_widths[r] for r in roots]
         need = min(self.options.inner_step or max(mem), remaining)
@@ -338,7 +362,8 @@ class MOSPPruner:
         lp = solve_memory_lp(floor_sensitivities(sens), mem, need, upper, step)
         removed = {r: sorted(graph.channel_order(r)[:d]) for r, d in zip(roots, lp.removal) if d > 0}
         before = group.bytes(widths)
-        graph.remove(removed)
+        removed = graph.remove(removed)
+        self.refused.update(graph.refused)
         new_widths = graph.widths()
         return StepRecord(
             outer=outer, inner=inner, group_step=group.step, group_layers=group.layers,
@@ -359,7 +384,7 @@ def _with_compactors(model: nn.Module, example_inputs: Any) -> nn.Module:
     try:
         return insert_compactors(model, example_inputs)
     except ValueError as exc:
-        if "traceable" not in str(exc):
+        if "cannot capture the graph" not in str(exc):
             raise
         log.warning("MOSP: no compactors inserted (%s); pruning without them", exc)
         return copy.deepcopy(model)

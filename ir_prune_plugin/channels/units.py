@@ -9,6 +9,7 @@ how many channels each unit loses; Torch-Pruning does the surgery.
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -16,6 +17,11 @@ import torch
 from torch import nn
 
 from ..integrations import torch_pruning as tpi
+from .deadline import time_limit
+from .rules.mixing import mixing_ops
+from .safety import BrokenForwardError, checked_change, graph_state, reference_shapes
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Unit", "UnitGraph", "output_layers", "PRUNABLE_TYPES"]
 
@@ -54,18 +60,27 @@ class UnitGraph:
         self.dg = tpi.build_dependency_graph(model, example_inputs, check=check)
         ignored_mods = [modules[n] for n in ignored]
         self.units: dict[str, Unit] = {}
-        for group in self.dg.get_all_groups(ignored_layers=ignored_mods, root_module_types=PRUNABLE_TYPES):
-            if any(item.dep.target.type == tpi.ops.OPTYPE.OUTPUT for item in group):
-                continue
-            root = group[0].dep.target.module
-            width = len(group[0].idxs)
-            layers: dict[str, int] = {}
-            for item in group:
-                m = item.dep.target.module
-                if self.dg.is_out_channel_pruning_fn(item.dep.handler) and m in self.names:
-                    layers[self.names[m]] = max(layers.get(self.names[m], 0), len(item.idxs) // max(width, 1))
-            self.units[self.names[root]] = Unit(self.names[root], layers, width)
+        #: channel groups left alone, root -> reason: they pass through a channel-mixing op (not
+        #: units at all), or removing their channels broke the forward pass (rolled back)
+        self.refused: dict[str, str] = {}
+        with time_limit(f"Torch-Pruning's channel groups of {type(model).__name__}"):
+            for group in self.dg.get_all_groups(ignored_layers=ignored_mods, root_module_types=PRUNABLE_TYPES):
+                if any(item.dep.target.type == tpi.ops.OPTYPE.OUTPUT for item in group):
+                    continue
+                root = group[0].dep.target.module
+                mixing = mixing_ops(group)
+                if mixing:   # attention q/k/v and the like: leave these channels alone
+                    self.refused[self.names[root]] = f"its channels pass through channel-mixing ops {mixing}"
+                    continue
+                width = len(group[0].idxs)
+                layers: dict[str, int] = {}
+                for item in group:
+                    m = item.dep.target.module
+                    if self.dg.is_out_channel_pruning_fn(item.dep.handler) and m in self.names:
+                        layers[self.names[m]] = max(layers.get(self.names[m], 0), len(item.idxs) // max(width, 1))
+                self.units[self.names[root]] = Unit(self.names[root], layers, width)
         self._imp = tpi.CompactorMagnitudeImportance(p=2)
+        self.shapes = reference_shapes(model, example_inputs)  #: output shapes to keep, per mode
 
     def widths(self) -> dict[str, int]:
         """Current output channels of every unit root."""
@@ -109,15 +124,35 @@ class UnitGraph:
             for h in handles:
                 h.remove()
 
-    def remove(self, plan: Mapping[str, Sequence[int]]) -> None:
-        """Physically remove output channels ``{root: idxs}`` of this graph's model, in place."""
+    def remove(self, plan: Mapping[str, Sequence[int]], *, strict: bool = False) -> dict[str, list[int]]:
+        """Physically remove output channels ``{root: idxs}`` of this graph's model, in place.
+
+        Each unit's removal is forward-checked (eval and train mode, output shapes kept); a
+        removal that breaks the forward is rolled back, the unit is recorded in ``refused``
+        (and left alone from then on) and, with ``strict``, :class:`BrokenForwardError` is
+        raised. Returns what was removed.
+        """
         unknown = [root for root in plan if root not in self.units]
         if unknown:
             raise ValueError(f"{unknown[0]!r} is not a prunable unit root; units: {sorted(self.units)[:12]}")
+        done: dict[str, list[int]] = {}
         with tpi.requires_grad_kept(self.model):
             for root, idxs in plan.items():   # one group at a time: concat offsets change as we go
-                if len(idxs):
-                    self.group(root, [int(i) for i in idxs]).prune()
+                if not len(idxs) or root in self.refused:
+                    continue
+                idxs = [int(i) for i in idxs]
+                try:
+                    with checked_change(self.model, self.example_inputs, f"removing {len(idxs)} channels of "
+                                        f"unit {root!r}", extra=graph_state(self.dg), expected=self.shapes):
+                        self.group(root, idxs).prune()
+                except (BrokenForwardError, IndexError, RuntimeError, ValueError) as exc:
+                    self.refused[root] = f"{type(exc).__name__}: {exc}"
+                    log.warning("left unit %r alone: %s", root, self.refused[root])
+                    if strict:
+                        raise
+                    continue
+                done[root] = idxs
+        return done
 
 
 def _zeroer(index: torch.Tensor, dim: int):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -34,12 +35,17 @@ from torch_pruning.dependency import shape_infer as _tp_shape_infer
 
 from .._inputs import as_tuple, check_example_inputs
 from ..channels.compactor import Compactor
+from ..channels.deadline import time_limit
+from ..channels.rules import apply_graph_rules, apply_post_rules, prepare_model
+from ..channels.rules.mixing import op_name, unsafe_layers
 
 __all__ = [
     "ChannelGroup", "CompactorMagnitudeImportance", "CompactorPruner", "PixelShufflePruner",
     "UnsupportedArchitectureError", "build_dependency_graph", "channel_groups", "output_layers",
     "prune_channels", "requires_grad_kept", "tp_kwargs",
 ]
+
+_log = logging.getLogger(__name__)
 
 ExampleInputs = Any  # a tensor, or a tuple of tensors passed positionally
 
@@ -153,7 +159,12 @@ def _install_index_mapping_rule() -> None:
         return
 
     def update_index_mapping(graph: tp.DependencyGraph) -> None:
+        ours = isinstance(graph.CUSTOMIZED_PRUNERS.get(nn.PixelShuffle), PixelShufflePruner)
+        if ours:
+            apply_graph_rules(graph)
         current(graph)
+        if ours:
+            apply_post_rules(graph)
         _update_pixel_shuffle_mappings(graph)
 
     update_index_mapping._irprune_wrapped = True  # type: ignore[attr-defined]
@@ -209,11 +220,6 @@ class CompactorMagnitudeImportance(tp.importance.GroupMagnitudeImportance):
 
 
 # --------------------------------------------------------------------------- graph helpers
-_MIXING_OPS = ("bmm", "mmbackward", "softmax", "permute", "transpose", "pixelshuffle",
-               "pixelunshuffle", "channelshuffle", "im2col", "unfold", "scaleddotproduct",
-               "einsum", "baddbmm", "roll")
-
-
 def _customized_pruners() -> dict[type, tp.pruner.BasePruningFunc]:
     return {Compactor: CompactorPruner(), nn.PixelShuffle: PixelShufflePruner()}
 
@@ -241,13 +247,11 @@ def _check_supported(graph: tp.DependencyGraph) -> None:
     """Raise UnsupportedArchitectureError for channel-mixing ops fed by prunable layers."""
     bad = []
     for node in graph.module2node.values():
-        if not isinstance(node.module, ops._ElementWiseOp):
-            continue
-        name = str(getattr(node.module, "_grad_fn", "")).lower()
-        if not any(k in name for k in _MIXING_OPS):
+        name = op_name(node.module, node.grad_fn)
+        if name is None:
             continue
         if any(_tp_shape_infer.infer_out_channels_recursively(graph, n, [0]) for n in node.inputs):
-            bad.append(str(node.module._grad_fn))
+            bad.append(name)
     if bad:
         raise UnsupportedArchitectureError(
             "Torch-Pruning dependency rules cannot prune this network safely: the operation(s) "
@@ -291,14 +295,16 @@ def build_dependency_graph(model: nn.Module, example_inputs: ExampleInputs, *,
     """
     inputs = as_tuple(example_inputs)
     _install_index_mapping_rule()
+    prepare_model(model)
     was_training = model.training
     try:
-        with torch.enable_grad(), requires_grad_kept(model, trace=True):
+        with torch.enable_grad(), requires_grad_kept(model, trace=True), \
+                time_limit(f"Torch-Pruning's dependency graph of {type(model).__name__}"):
             graph = tp.DependencyGraph().build_dependency(
                 model, example_inputs=inputs, customized_pruners=_customized_pruners(), verbose=False)
     finally:
         model.train(was_training)
-    _update_pixel_shuffle_mappings(graph)
+    _tp_index_mapping.update_index_mapping(graph)   # with the construct rules
     if check:
         _check_supported(graph)
     return graph
@@ -317,13 +323,31 @@ def output_layers(model: nn.Module, example_inputs: ExampleInputs, *,
     """Names of the layers whose output channels reach the network output (keep them)."""
     graph = graph or build_dependency_graph(model, example_inputs, check=False)
     names = []
-    for group in graph.get_all_groups(root_module_types=ROOT_MODULE_TYPES):
-        if _touches_output(graph, group):
-            for item in group:
-                m = item.dep.target.module
-                if graph.is_out_channel_pruning_fn(item.dep.handler) and isinstance(m, ROOT_MODULE_TYPES):
-                    names.append(graph._module2name[m])
+    with time_limit(f"Torch-Pruning's channel groups of {type(model).__name__}"):
+        for group in graph.get_all_groups(root_module_types=ROOT_MODULE_TYPES):
+            if _touches_output(graph, group):
+                for item in group:
+                    m = item.dep.target.module
+                    if graph.is_out_channel_pruning_fn(item.dep.handler) and isinstance(m, ROOT_MODULE_TYPES):
+                        names.append(graph._module2name[m])
     return sorted(set(names))
+
+
+def _unsafe_ignored(graph: tp.DependencyGraph, named: dict[str, nn.Module],
+                    ignored: list[nn.Module]) -> list[nn.Module]:
+    """Layers of groups through channel-mixing ops (to ignore); raise when nothing else is left."""
+    with time_limit(f"Torch-Pruning's channel groups of {type(graph.model).__name__}"):
+        unsafe = unsafe_layers(graph, ROOT_MODULE_TYPES)
+        extra = [named[n] for n in unsafe if n in named]   # not unwrapped parameters
+        left = [g for g in graph.get_all_groups(ignored_layers=ignored + extra, root_module_types=ROOT_MODULE_TYPES)
+                if not _touches_output(graph, g)]
+    if unsafe and not left:
+        _check_supported(graph)   # raises, naming the ops
+    if unsafe:
+        ops_seen = sorted({o for found in unsafe.values() for o in found})
+        _log.warning("Torch-Pruning: leaving %d layer(s) unpruned, their channels pass through channel-mixing "
+                     "ops %s: %s", len(unsafe), ops_seen, ", ".join(sorted(unsafe)))
+    return extra
 
 
 def tp_kwargs(model: nn.Module, example_inputs: ExampleInputs | None = None, *,
@@ -333,17 +357,25 @@ def tp_kwargs(model: nn.Module, example_inputs: ExampleInputs | None = None, *,
     ``customized_pruners``, ``root_module_types`` and ``ignored_layers``.
 
     With ``example_inputs`` the graph is traced once to ignore the layers that produce the
-    output (``keep_output_layers``) and to reject unsupported architectures (``check``).
+    output (``keep_output_layers``) and (``check``) the layers whose channel groups pass through
+    channel-mixing ops such as attention (see :mod:`ir_prune_plugin.channels.rules.mixing`; they
+    are logged), raising :class:`UnsupportedArchitectureError` when no prunable group is left.
+    Run the pruner's step with :func:`ir_prune_plugin.channels.checked_step.checked_step` to
+    forward-check (and roll back) every group it removes.
     Score channels with :class:`CompactorMagnitudeImportance`.
     """
     ignored = _resolve_layers(model, ignored_layers)
     if example_inputs is not None:
         check_example_inputs(model, example_inputs)
+    prepare_model(model)   # before MetaPruner traces it (same outputs)
     if example_inputs is not None and (keep_output_layers or check):
-        graph = build_dependency_graph(model, example_inputs, check=check)
-        if keep_output_layers:
+        with time_limit(f"Torch-Pruning's analysis of {type(model).__name__}"):
+            graph = build_dependency_graph(model, example_inputs, check=False)
             named = dict(model.named_modules())
-            ignored += [named[n] for n in output_layers(model, example_inputs, graph=graph)]
+            if keep_output_layers:
+                ignored += [named[n] for n in output_layers(model, example_inputs, graph=graph)]
+            if check:
+                ignored += _unsafe_ignored(graph, named, ignored)
     _install_index_mapping_rule()
     return {
         "customized_pruners": _customized_pruners(),

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from . import masks as mk
 from .._inputs import check_example_inputs
+from ..channels.rules.reparam import fuse_reparam
 from ..loops import fit as _fit
 from .macs import kept_macs, layer_macs
 from .nm import check_n_m, check_nm, eligible_layers
@@ -55,6 +56,7 @@ class NMPrunerBase:
         inputs = check_example_inputs(model, example_inputs)
         self.M = M
         work = copy.deepcopy(model)
+        fuse_reparam(work)   # re-parameterised blocks would re-densify the masks in every forward
         all_macs = layer_macs(work, inputs)
         if ignored_layers is None:
             order = list(all_macs)
