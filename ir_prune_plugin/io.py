@@ -1,21 +1,25 @@
 """Save and load pruned models: architecture spec + compactor sites + shapes + weights + N:M plan.
 
 The file holds only plain containers and tensors, so ``torch.load(path, weights_only=True)``
-reads it (no pickled modules). Loading rebuilds the arch with ``build_arch``, replays the
-compactor insertion, resizes every layer to the saved shapes and loads the weights strictly.
+reads it (no pickled modules). Loading rebuilds the arch (``build_arch``, or a user's own class
+by import path and constructor arguments, or a ``factory``), fuses re-parameterised blocks as
+they were, replays the compactor insertion, resizes every layer to the saved shapes and loads
+the weights strictly.
 """
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
 from .archs import arch_spec, build_arch
+from .archs.user_class import build_from_class_spec, class_spec
 from .channels.compactor import SITES_ATTR, Compactor, replay_compactors
+from .channels.rules.reparam import FUSED_ATTR, fuse_reparam
 from .sparsity.nm import check_n_m
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load_pruned", "save_pruned"]
@@ -34,8 +38,9 @@ def _check_path(path: Any) -> str:
 
 
 def _check_spec(spec: Any) -> dict[str, Any]:
-    if not isinstance(spec, Mapping) or not isinstance(spec.get("type"), str):
-        raise ValueError(f"arch spec must be a dict with a 'type' name (see build_arch), got {spec!r}")
+    if not isinstance(spec, Mapping) or not (isinstance(spec.get("type"), str) or isinstance(spec.get("class"), str)):
+        raise ValueError("arch spec must be a dict with a 'type' name (see build_arch) or a 'class' import path "
+                         f"('package.module:QualName') and 'kwargs', got {spec!r}")
     return dict(spec)
 
 
@@ -56,21 +61,20 @@ def _nm_plan(model: nn.Module) -> dict[str, tuple[int, int]]:
     return out
 
 
-def save_pruned(model: nn.Module, path: str | os.PathLike, *, arch: Mapping[str, Any] | None = None) -> None:
-    """Write a pruned model (widths, compactors, N:M plan, weights) to ``path``.
+def save_pruned(model: nn.Module, path: str | os.PathLike, *, arch: Mapping[str, Any] | None = None,
+                init_kwargs: Mapping[str, Any] | None = None) -> None:
+    """Write a pruned model (widths, compactors, fused blocks, N:M plan, weights) to ``path``.
 
-    ``arch`` (``{'type': name, **kwargs}`` for ``build_arch``) is needed only when the model was
-    not built by ``build_arch`` (which records it as ``model.irprune_arch``).
+    The architecture is recorded as ``arch`` if given (``{'type': name, **kwargs}`` for
+    ``build_arch``), else the ``build_arch`` spec the model carries, else -- any other model
+    class -- its import path and constructor arguments (``init_kwargs``, or read back from the
+    model's attributes, see :mod:`ir_prune_plugin.archs.user_class`).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     path = _check_path(path)
     spec = arch if arch is not None else arch_spec(model)
-    if spec is None:
-        raise ValueError(f"{type(model).__name__} carries no architecture spec: build it with "
-                         "ir_prune_plugin.archs.build_arch(name, **kwargs) or pass "
-                         "save_pruned(model, path, arch={'type': name, **kwargs})")
-    spec = _check_spec(spec)
+    spec = _check_spec(spec) if spec is not None else class_spec(model, init_kwargs)
     meta = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
     if meta:
         raise ValueError(f"model has tensors on the meta device (no values), e.g. {meta[0]!r}; move it to "
@@ -93,6 +97,7 @@ def save_pruned(model: nn.Module, path: str | os.PathLike, *, arch: Mapping[str,
         "compactors": [dict(s) for s in getattr(model, SITES_ATTR, None) or []],
         "shapes": {k: list(v.shape) for k, v in state.items()},
         "nm_plan": _nm_plan(model),
+        "fused": list(getattr(model, FUSED_ATTR, None) or []),
         "state_dict": state,
     }
     _rebuild(payload, f"the model being saved (arch {spec!r})")  # refuse a file that would not load
@@ -100,7 +105,7 @@ def save_pruned(model: nn.Module, path: str | os.PathLike, *, arch: Mapping[str,
         torch.save(payload, path)
     except (OSError, RuntimeError) as exc:
         raise ValueError(f"cannot write {path!r}: {str(exc).strip().splitlines()[0]}") from None
-    log.info("saved pruned %s (%d tensors) to %s", spec["type"], len(state), path)
+    log.info("saved pruned %s (%d tensors) to %s", spec.get("type", spec.get("class")), len(state), path)
 
 
 def _resize_tensor(module: nn.Module, name: str, shape: list[int]) -> None:
@@ -151,9 +156,11 @@ def _resize_to(model: nn.Module, shapes: Mapping[str, list[int]]) -> None:
                             mname or "<root>", type(module).__name__)
 
 
-def load_pruned(path: str | os.PathLike) -> nn.Module:
-    """Rebuild a model written by :func:`save_pruned` (arch, compactors, widths, weights, N:M plan)
-    on the CPU; move it with ``.to(device)``."""
+def load_pruned(path: str | os.PathLike, *, factory: Callable[[], nn.Module] | None = None) -> nn.Module:
+    """Rebuild a model written by :func:`save_pruned` (arch, compactors, fused blocks, widths,
+    weights, N:M plan) on the CPU; move it with ``.to(device)``. ``factory()`` (a fresh, unpruned
+    model) replaces the recorded architecture, e.g. for a class whose constructor arguments are
+    not plain values."""
     path = _check_path(path)
     if not os.path.isfile(path):
         raise ValueError(f"no such file: {path!r}")
@@ -170,10 +177,20 @@ def load_pruned(path: str | os.PathLike) -> nn.Module:
     if payload.get("version") != FORMAT_VERSION:
         raise ValueError(f"{path!r} has format version {payload.get('version')!r}; this "
                          f"ir-prune-plugin reads version {FORMAT_VERSION}")
-    return _rebuild(payload, repr(path))
+    return _rebuild(payload, repr(path), factory)
 
 
-def _rebuild(payload: Mapping[str, Any], source: str) -> nn.Module:
+def _fuse_as_saved(model: nn.Module, fused: list[str]) -> None:
+    """Fuse the re-parameterised blocks that were fused when the model was saved."""
+    if not fused:
+        return
+    fuse_reparam(model)
+    missing = sorted(set(fused) - set(getattr(model, FUSED_ATTR, None) or []))
+    if missing:
+        raise ValueError(f"the saved model had re-parameterised blocks {missing} fused, which this model lacks")
+
+
+def _rebuild(payload: Mapping[str, Any], source: str, factory: Callable[[], nn.Module] | None = None) -> nn.Module:
     """The model a save_pruned payload describes; ``ValueError`` naming ``source`` if it cannot be."""
     missing = [k for k in ("arch", "compactors", "shapes", "nm_plan", "state_dict") if k not in payload]
     if missing:
@@ -188,9 +205,12 @@ def _rebuild(payload: Mapping[str, Any], source: str) -> nn.Module:
         plan = _nm_plan(probe)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{source}: {exc}") from None
-    kwargs = {k: v for k, v in spec.items() if k != "type"}
     try:
-        model = build_arch(spec["type"], **kwargs)
+        if factory is not None or "class" in spec:
+            model = build_from_class_spec(spec, factory)
+        else:
+            model = build_arch(spec["type"], **{k: v for k, v in spec.items() if k != "type"})
+        _fuse_as_saved(model, payload.get("fused") or [])
         model = replay_compactors(model, payload["compactors"])
         _resize_to(model, payload["shapes"])
         model.load_state_dict(payload["state_dict"], strict=True)

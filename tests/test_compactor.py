@@ -155,9 +155,17 @@ def test_replay_rebuilds_the_same_structure() -> None:
 
 def test_errors_are_clear() -> None:
     x = torch.rand(1, 3, 8, 8)
-    edsr = build_arch("edsr", num_feat=8, num_block=1, upscale=2)
-    with pytest.raises(ValueError, match="torch.fx-traceable"):
-        insert_compactors(edsr, x)
+
+    class DataDependent(nn.Module):   # control flow on values in the top-level forward
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x) if x.mean() > 0 else x
+
+    with pytest.raises(ValueError, match=r"cannot capture the graph of DataDependent.*x.mean\(\) > 0"):
+        insert_compactors(DataDependent(), x)
     model = insert_compactors(build_arch("sid_unet", width=0.25), torch.rand(1, 3, 16, 16))
     with pytest.raises(ValueError, match="already has compactors"):
         insert_compactors(model, torch.rand(1, 3, 16, 16))

@@ -65,11 +65,12 @@ def test_file_loads_with_weights_only(tmp_path: Path) -> None:
     assert len(raw["compactors"]) == 4 and "compactors.enc1_3.weight" in raw["state_dict"]
 
 
-def test_model_without_spec_needs_arch(tmp_path: Path) -> None:
+def test_model_without_spec_is_saved_by_class(tmp_path: Path) -> None:
     model = _randomize(SIDUNet(width=0.25))
-    with pytest.raises(ValueError, match="build_arch"):
-        save_pruned(model, tmp_path / "m.pt")
-    assert not (tmp_path / "m.pt").exists()
+    save_pruned(model, tmp_path / "m.pt")   # import path + constructor args (tests/test_modern_io.py)
+    assert torch.load(tmp_path / "m.pt", weights_only=True)["arch"]["class"] == "ir_prune_plugin.archs.sid_unet:SIDUNet"
+    with torch.no_grad():
+        assert torch.equal(load_pruned(tmp_path / "m.pt").eval()(X), model(X))
     save_pruned(model, tmp_path / "m.pt", arch={"type": "sid_unet", "width": 0.25})
     with torch.no_grad():
         assert torch.equal(load_pruned(tmp_path / "m.pt").eval()(X), model(X))

@@ -14,6 +14,8 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .._inputs import check_example_inputs
+from .capture import trace_repairing
+from ..archs.user_class import INIT_KWARGS_ATTR, SOURCE_CLASS_ATTR, read_init_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,8 @@ class Compactor(nn.Module):
 # can give the concat a different tensor than the main branch without editing forward code.
 # The GraphModule keeps every submodule under its original name (state_dict keys unchanged,
 # plus ``compactors.<site>.weight``), prints readably and is traceable by Torch-Pruning and
-# torch.export. torch.fx cannot trace BasicSR's EDSR/RCAN (``self.mean = ...`` in forward) or
-# RRDBNet; those raise a clear error (their skips are short residual adds anyway).
+# torch.export. Tracing repairs what third-party nets need (see :mod:`.capture`): attributes
+# assigned in forward, shape checks in blocks or helper functions become opaque leaves.
 
 SITES_ATTR = "irprune_compactors"
 _CONCAT_TARGETS = {torch.cat, torch.concat, torch.concatenate}
@@ -108,19 +110,7 @@ class CompactorGraphModule(fx.GraphModule):
 
 def _trace(model: nn.Module, leaf_functions: Sequence[Callable[..., Any]] = ()) -> fx.Graph:
     from ..archs._common import pad_to_multiple  # shape-dependent padding: keep it opaque
-    tracer = fx.Tracer(autowrap_functions=(pad_to_multiple, *leaf_functions))
-    try:
-        graph = tracer.trace(model)
-        leaked = [f"{name}.{k}" if name else k for name, m in model.named_modules()
-                  for k, v in vars(m).items() if isinstance(v, fx.Proxy)]
-        if leaked:  # forward assigned a traced value to the module (EDSR/RCAN: self.mean = ...)
-            raise TypeError(f"forward stores traced values in module attributes {leaked}")
-    except Exception as exc:
-        raise ValueError(
-            f"insert_compactors needs a torch.fx-traceable model; tracing {type(model).__name__} failed "
-            f"({type(exc).__name__}: {exc}). BasicSR's EDSR/RCAN (their forward assigns self.mean) are "
-            "not traceable; pass shape-dependent helper functions as leaf_functions=...") from exc
-    return graph
+    return trace_repairing(model, (pad_to_multiple, *leaf_functions))
 
 
 def _merge_kind(node: fx.Node) -> str | None:
@@ -212,6 +202,10 @@ def _rewrite(model: nn.Module, graph: fx.Graph, sites: Sequence[SkipSite]) -> Co
         if k.startswith("irprune_"):
             setattr(gm, k, copy.deepcopy(v))
     setattr(gm, SITES_ATTR, [asdict(s) for s in sites])
+    if not hasattr(gm, SOURCE_CLASS_ATTR):   # for save_pruned: the class this graph was made from
+        setattr(gm, SOURCE_CLASS_ATTR, f"{type(model).__module__}:{type(model).__qualname__}")
+        if not hasattr(gm, INIT_KWARGS_ATTR):
+            setattr(gm, INIT_KWARGS_ATTR, read_init_kwargs(model))
     return gm
 
 

@@ -295,7 +295,7 @@ def build_dependency_graph(model: nn.Module, example_inputs: ExampleInputs, *,
     """
     inputs = as_tuple(example_inputs)
     _install_index_mapping_rule()
-    prepare_model(model)
+    prepare_model(model, fuse=False)   # in-place activations off (same outputs)
     was_training = model.training
     try:
         with torch.enable_grad(), requires_grad_kept(model, trace=True), \

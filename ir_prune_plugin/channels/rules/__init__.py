@@ -36,8 +36,9 @@ def apply_post_rules(graph: Any) -> None:
         rule(graph)
 
 
-def prepare_model(model: nn.Module) -> None:
+def prepare_model(model: nn.Module, *, fuse: bool = True) -> None:
     """Make ``model`` traceable for channel dependencies, in place: in-place activations off and
-    re-parameterised blocks fused to deploy form (same eval-mode outputs)."""
+    (``fuse``) re-parameterised blocks fused to deploy form (same eval-mode outputs)."""
     disable_inplace(model)
-    fuse_reparam(model)
+    if fuse:
+        fuse_reparam(model)
