@@ -13,18 +13,15 @@ graph) and listed in the report with the layer and operation that failed. The mo
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
 from .deadline import time_limit
-from .safety import BrokenForwardError, check_forward, checked_change, graph_state, reference_shapes
+from .safety import check_forward, prune_group_checked, reference_shapes
 
 __all__ = ["StepReport", "checked_step"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -55,15 +52,8 @@ def checked_step(pruner: Any, example_inputs: Any, *, strict: bool = False) -> S
         if group is None:
             break
         root = graph._module2name.get(group[0].dep.target.module, str(group[0].dep.target))
-        try:
-            with checked_change(model, example_inputs, f"removing channels of group {root!r}",
-                                extra=graph_state(graph), expected=shapes):
-                group.prune()
-        except (BrokenForwardError, IndexError, RuntimeError, ValueError) as exc:
-            report.refused[root] = f"{type(exc).__name__}: {exc}"
-            log.warning("Torch-Pruning: left group %r alone: %s", root, report.refused[root])
-            if strict:
-                raise
+        if not prune_group_checked(model, example_inputs, graph, lambda: group, root, f"removing channels of group {root!r}",
+                                   shapes, report.refused, strict=strict):
             continue
         report.pruned.append(root)
     check_forward(model, example_inputs, shapes, change="Torch-Pruning step")

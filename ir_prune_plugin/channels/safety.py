@@ -27,7 +27,7 @@ from torch import nn
 
 from .._inputs import as_tuple
 
-__all__ = ["BrokenForwardError", "Snapshot", "check_forward", "checked_change", "graph_state", "output_shapes", "reference_shapes"]
+__all__ = ["BrokenForwardError", "Snapshot", "check_forward", "checked_change", "graph_state", "output_shapes", "prune_group_checked", "reference_shapes"]
 
 log = logging.getLogger(__name__)
 
@@ -200,3 +200,20 @@ def checked_change(model: nn.Module, example_inputs: Any, change: str, *, extra:
         snap.restore()
         log.info("rolled back %s", change)
         raise
+
+
+def prune_group_checked(model: nn.Module, example_inputs: Any, graph: Any, group: Callable[[], Any], key: str,
+                        change: str, expected: Mapping[str, Sequence[tuple[int, ...]]],
+                        refused: dict[str, str], *, strict: bool = False) -> bool:
+    """Prune the Torch-Pruning group ``group()`` of ``graph`` as a checked change; on failure (rolled back)
+    record the reason in ``refused[key]``, log it and, with ``strict``, re-raise. True if pruned."""
+    try:
+        with checked_change(model, example_inputs, change, extra=graph_state(graph), expected=expected):
+            group().prune()
+    except (BrokenForwardError, IndexError, RuntimeError, ValueError) as exc:
+        refused[key] = f"{type(exc).__name__}: {exc}"
+        log.warning("left %r alone: %s", key, refused[key])
+        if strict:
+            raise
+        return False
+    return True

@@ -9,7 +9,6 @@ how many channels each unit loses; Torch-Pruning does the surgery.
 from __future__ import annotations
 
 import contextlib
-import logging
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -19,9 +18,7 @@ from torch import nn
 from ..integrations import torch_pruning as tpi
 from .deadline import time_limit
 from .rules.mixing import mixing_ops
-from .safety import BrokenForwardError, checked_change, graph_state, reference_shapes
-
-log = logging.getLogger(__name__)
+from .safety import prune_group_checked, reference_shapes
 
 __all__ = ["Unit", "UnitGraph", "output_layers", "PRUNABLE_TYPES"]
 
@@ -141,17 +138,10 @@ class UnitGraph:
                 if not len(idxs) or root in self.refused:
                     continue
                 idxs = [int(i) for i in idxs]
-                try:
-                    with checked_change(self.model, self.example_inputs, f"removing {len(idxs)} channels of "
-                                        f"unit {root!r}", extra=graph_state(self.dg), expected=self.shapes):
-                        self.group(root, idxs).prune()
-                except (BrokenForwardError, IndexError, RuntimeError, ValueError) as exc:
-                    self.refused[root] = f"{type(exc).__name__}: {exc}"
-                    log.warning("left unit %r alone: %s", root, self.refused[root])
-                    if strict:
-                        raise
-                    continue
-                done[root] = idxs
+                if prune_group_checked(self.model, self.example_inputs, self.dg, lambda: self.group(root, idxs), root,
+                                       f"removing {len(idxs)} channels of unit {root!r}", self.shapes,
+                                       self.refused, strict=strict):
+                    done[root] = idxs
         return done
 
 
