@@ -95,14 +95,16 @@ def _runs_at(work: nn.Module, like: torch.Tensor, hw: tuple[int, int]) -> bool:
     return True
 
 
-def _export(work: nn.Module, x: torch.Tensor, path: Path, exporter: str, dynamic_hw: bool, opset: int | None) -> None:
+def _export(work: nn.Module, x: torch.Tensor, path: Path, exporter: str, dynamic_hw: bool, opset: int | None,
+            optimize: bool = True) -> None:
     kwargs = {"input_names": [INPUT], "output_names": [OUTPUT]}
     if opset is not None:
         kwargs["opset_version"] = opset
     if exporter == "dynamo":
         auto = torch.export.Dim.AUTO
         dyn = ({2: auto, 3: auto},) if dynamic_hw else None
-        torch.onnx.export(work, (x,), str(path), dynamo=True, dynamic_shapes=dyn, verbose=False, **kwargs)
+        torch.onnx.export(work, (x,), str(path), dynamo=True, dynamic_shapes=dyn, verbose=False, optimize=optimize,
+                          **kwargs)
     else:
         axes = {INPUT: {2: "height", 3: "width"}, OUTPUT: {2: "out_height", 3: "out_width"}} if dynamic_hw else None
         import warnings
@@ -137,12 +139,14 @@ def _check(work: nn.Module, session, hw: tuple[int, int], like: torch.Tensor, at
 
 def export_onnx(model: nn.Module, path: str | Path, example_inputs: torch.Tensor | tuple[torch.Tensor, ...], *,
                 dynamic_hw: bool = True, exporter: str = "dynamo", opset: int | None = None,
-                check: bool = True, atol: float = 1e-4) -> OnnxExport:
+                check: bool = True, atol: float = 1e-4, optimize: bool = True) -> OnnxExport:
     """Write ``model`` to ``path`` as ONNX with dynamic height/width and check it with ONNX Runtime.
 
     ``example_inputs``: one image batch (N, C, H, W) (a tensor or a 1-tuple); its size is the
     reference size of the check. ``exporter``: ``'dynamo'`` (``torch.export``-based, PyTorch's
     default) or ``'torchscript'`` (the legacy tracer: much faster to export, deprecated).
+    ``optimize`` (dynamo only): run the ONNX optimiser passes after export; it changes the graph
+    ONNX Runtime plans memory for (see the README's Deploy figures).
     Raises ``TypeError``/``ValueError`` for bad arguments (before anything is written),
     :class:`OnnxExportError` when the exporter fails and :class:`OnnxMismatchError` when ONNX
     Runtime's output differs from PyTorch's by more than ``atol`` (or fails) at a checked size.
@@ -171,7 +175,8 @@ def export_onnx(model: nn.Module, path: str | Path, example_inputs: torch.Tensor
         export_hw = (h, w)
     t0 = time.perf_counter()
     try:
-        _export(work, torch.rand(x.shape[0], x.shape[1], *export_hw, dtype=x.dtype), path, exporter, dynamic_hw, opset)
+        _export(work, torch.rand(x.shape[0], x.shape[1], *export_hw, dtype=x.dtype), path, exporter, dynamic_hw, opset,
+                optimize)
     except Exception as exc:  # noqa: BLE001 - every exporter failure becomes one clear error
         raise OnnxExportError(f"cannot export {type(model).__name__} to ONNX with exporter={exporter!r}: "
                               f"{_advice(exc)}") from exc
