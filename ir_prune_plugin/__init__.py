@@ -17,6 +17,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
+from .compat import install_import_hook
+
+install_import_hook()  # BasicSR 1.4.2 imports a torchvision module removed in 0.17; see compat.py
 
 _EXPORTS = {
     "Compactor": "channels.compactor", "insert_compactors": "channels.compactor",

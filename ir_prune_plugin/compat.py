@@ -1,43 +1,68 @@
 """Run-time compatibility shims for the host libraries, all in one place.
 
 Nothing here edits site-packages. Each shim is idempotent and applied by an explicit call
-(our entry points call :func:`apply_all`):
+(our entry points call :func:`apply_all`), except the import hook below:
 
 * ``basicsr`` 1.4.2 imports ``torchvision.transforms.functional_tensor``, removed in
-  torchvision 0.17: we register a module under that name before basicsr is imported.
+  torchvision 0.17. ``import ir_prune_plugin`` installs :func:`install_import_hook`, a finder at
+  the *end* of ``sys.meta_path`` that answers for that one module name only when torchvision no
+  longer has it, so ``import ir_prune_plugin`` then ``from basicsr.archs.rcan_arch import RCAN``
+  works in a user's script (nothing is imported until basicsr asks for the module).
 * ``basicsr.train.load_resume_state`` calls ``torch.cuda.current_device()`` and fails on a
   machine without CUDA: on such machines we replace it with a version that loads to the CPU.
 """
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
 import logging
 import sys
 import types
-
-import torch
 
 log = logging.getLogger(__name__)
 _applied: set[str] = set()
 
 
-def apply_torchvision_functional_tensor_shim() -> None:
-    """Provide ``torchvision.transforms.functional_tensor`` (removed in torchvision 0.17)."""
-    name = "torchvision.transforms.functional_tensor"
-    if name in sys.modules:
-        return
-    try:
-        importlib.import_module(name)
-        return
-    except ImportError:
-        pass
+FUNCTIONAL_TENSOR = "torchvision.transforms.functional_tensor"
+
+
+def _fill_functional_tensor(module: types.ModuleType) -> None:
+    """The removed module's contents: torchvision's private copy plus ``rgb_to_grayscale``."""
     from torchvision.transforms import _functional_tensor as private
     from torchvision.transforms import functional as public
 
-    shim = types.ModuleType(name)
-    shim.__dict__.update({k: v for k, v in vars(private).items() if not k.startswith("__")})
-    shim.rgb_to_grayscale = public.rgb_to_grayscale
-    sys.modules[name] = shim
+    module.__dict__.update({k: v for k, v in vars(private).items() if not k.startswith("__")})
+    module.rgb_to_grayscale = public.rgb_to_grayscale
+
+
+class _FunctionalTensorFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds ``torchvision.transforms.functional_tensor`` when no earlier finder does."""
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None):  # noqa: D102
+        if fullname != FUNCTIONAL_TENSOR:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec):  # noqa: D102
+        return None  # the default module object
+
+    def exec_module(self, module: types.ModuleType) -> None:  # noqa: D102
+        _fill_functional_tensor(module)
+
+
+def install_import_hook() -> None:
+    """Append the ``functional_tensor`` finder to ``sys.meta_path`` (once; cheap: imports nothing)."""
+    if not any(isinstance(f, _FunctionalTensorFinder) for f in sys.meta_path):
+        sys.meta_path.append(_FunctionalTensorFinder())
+
+
+def apply_torchvision_functional_tensor_shim() -> None:
+    """Provide ``torchvision.transforms.functional_tensor`` (removed in torchvision 0.17)."""
+    if FUNCTIONAL_TENSOR in sys.modules:
+        return
+    install_import_hook()
+    importlib.import_module(FUNCTIONAL_TENSOR)
 
 
 def _load_resume_state_cpu(opt):
@@ -59,6 +84,8 @@ def _load_resume_state_cpu(opt):
         resume_state_path = opt["path"]["resume_state"]
     if resume_state_path is None:
         return None
+    import torch
+
     device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
     state = torch.load(resume_state_path, map_location=device, weights_only=False)
     from basicsr.utils import check_resume
@@ -72,6 +99,7 @@ def apply_basicsr_shims() -> None:
         return
     apply_torchvision_functional_tensor_shim()
     import basicsr.train as bt  # noqa: F401  (import only after the shim above)
+    import torch
 
     if not torch.cuda.is_available():
         bt.load_resume_state = _load_resume_state_cpu

@@ -35,6 +35,7 @@ def test_prune_sls_keeps_n_m_and_the_macs_budget(tmp_path, capsys):
     assert rc == 0
     rep = _report(capsys)
     assert rep["kept_macs_ratio"] <= 0.3
+    assert rep["params_after_nm_effective"] < rep["params_after"] == rep["params_before"]
     model = load_pruned(out)
     plan = check_nm(model).plan
     assert plan and all(m == 8 and 1 <= n <= 8 for n, m in plan.values())

@@ -40,3 +40,17 @@ def test_cpu_resume_loads_state_without_cuda(tmp_path, monkeypatch):
     state = bt.load_resume_state(opt)
     assert state["iter"] == 200
     assert opt["path"]["resume_state"].endswith("200.state")
+
+
+def test_import_ir_prune_plugin_makes_basicsr_classes_importable_in_a_user_script():
+    done = _run("""
+        import sys
+        import ir_prune_plugin
+        assert "torchvision" not in sys.modules  # the hook is lazy: nothing imported yet
+        import torch
+        from basicsr.archs.rcan_arch import RCAN
+        net = RCAN(3, 3, num_feat=8, num_group=1, num_block=1, squeeze_factor=4, upscale=2)
+        print(tuple(net(torch.rand(1, 3, 8, 8)).shape))
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(1, 3, 16, 16)"

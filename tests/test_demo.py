@@ -68,4 +68,5 @@ def test_report_reproduces_tables_byte_for_byte(quick_run, capsys):
 
 def test_report_on_a_folder_without_results_is_a_clear_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
-    assert "results.json not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "results.json" in err and "sweep_results.json" in err and "BasicSR" in err

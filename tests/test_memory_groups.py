@@ -138,7 +138,7 @@ def test_top_groups_summary_and_plot(tmp_path):
     with pytest.raises(ValueError, match="step"):
         p.live_at(len(p.steps))
     text = p.summary(top=2)
-    assert f"{p.peak_bytes / 2**20:.2f} MB" in text and "enc1.2" in text
+    assert f"{p.peak_bytes / 2**20:.2f} MiB" in text and "enc1.2" in text
     out = p.plot(tmp_path / "mem.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
     with pytest.raises(ValueError, match=".png"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from pathlib import Path
 
 from ._args import existing_file, hw_size, int_at_least, json_object, macs_ratio, memory_budget, output_file
 
@@ -140,7 +139,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         pruner.fit(train, args.steps, FitOptions(progress=progress))
         pruned = pruner.finalize()
-        extra = {"kept_macs_ratio": pruner.kept_ratio(), "plan": {k: f"{n}:{m}" for k, (n, m) in pruner.plan.items()}}
+        from ..sparsity.macs import kept_params
+
+        extra = {"kept_macs_ratio": pruner.kept_ratio(), "params_after_nm_effective": int(kept_params(pruned, pruner.plan)),
+                 "plan": {k: f"{n}:{m}" for k, (n, m) in pruner.plan.items()},
+                 "note": "params_after counts the zeros of the N:M layers; params_after_nm_effective counts "
+                         "N/M of each N:M layer's weights"}
     after = evaluate(pruned, val)
     save_pruned(pruned, args.out)
     print(json.dumps({"method": args.method, "params_before": count_params(model),

@@ -1,20 +1,41 @@
-"""``irprune report RUN_DIR``: re-render tables and plots of a finished run."""
+"""``irprune report RUN_DIR``: re-render the report of a finished demo, sweep or BasicSR run."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+KINDS = ("results.json (irprune demo)", "sweep_results.json (irprune sweep)",
+         "train_*.log + models/ (a BasicSR experiments/<name> folder trained with IRPruneModel)")
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``report`` subcommand to ``irprune``."""
-    p = subparsers.add_parser("report", help="re-render report.md and plots from a run's results.json")
-    p.add_argument("run_dir", type=Path, help="a finished demo/sweep/BasicSR run folder")
+    p = subparsers.add_parser(
+        "report", help="re-render report.md and plots of a finished demo, sweep or BasicSR run",
+        description="Writes RUN_DIR/report.md and its plots from what the run saved (nothing is re-run). "
+                    "RUN_DIR holds one of: " + "; ".join(KINDS) + ".")
+    p.add_argument("run_dir", type=Path, help="a finished `irprune demo` or `irprune sweep` --out folder, "
+                                              "or a BasicSR experiments/<name> folder")
     p.set_defaults(func=run)
+
+
+def render_any(run_dir: Path) -> Path:
+    """Render ``run_dir`` by what it holds; ``FileNotFoundError`` naming the three kinds otherwise."""
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{str(run_dir)!r} is not a folder; RUN_DIR holds one of: " + "; ".join(KINDS))
+    if (run_dir / "results.json").is_file():
+        from ..demo.report import render
+        return render(run_dir)
+    if (run_dir / "sweep_results.json").is_file():
+        from ..integrations.nni.sweep_report import render_sweep
+        return render_sweep(run_dir)
+    from ..integrations.basicsr.run_report import is_basicsr_run, render_basicsr_run
+    if is_basicsr_run(run_dir):
+        return render_basicsr_run(run_dir)
+    raise FileNotFoundError(f"{str(run_dir)!r} holds none of: " + "; ".join(KINDS))
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``irprune report``; returns the exit code."""
-    from ..demo.report import render
-
-    print(render(args.run_dir))
+    print(render_any(args.run_dir))
     return 0

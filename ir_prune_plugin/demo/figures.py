@@ -66,7 +66,8 @@ def tradeoff_plot(path: str | Path, rows: Sequence[dict], x: str, xlabel: str, t
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=fam)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
+    ax.ticklabel_format(axis="both", style="plain", useOffset=False)  # 20.38, not "+2.038e1"
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -57,7 +57,8 @@ def render(run_dir: str | Path) -> Path:
         if rows:
             out += [table(rows), ""]
         for plot in section.get("plots", []):
-            tradeoff_plot(run / plot["file"], rows, plot["x"], plot["xlabel"], section["title"])
+            title = plot.get("title") or f"{section['title']}\nPSNR vs {plot['xlabel']}"
+            tradeoff_plot(run / plot["file"], rows, plot["x"], plot["xlabel"], title)
             out += [f"![{plot['xlabel']}]({plot['file']})", ""]
         for image in section.get("images", []):
             out += [f"![{image['caption']}]({image['file']})", ""]

@@ -99,8 +99,10 @@ def mosp_section(cfg: DemoConfig, out: Path, cache: Path, progress: bool) -> tup
             f"{res['memory_note']}.")
     return {"title": "MOSP: equal peak memory (denoising, SID U-Net)", "text": text, "rows": rows,
             "plots": [{"file": "denoise_psnr_vs_peak.png", "x": "peak_mb_est",
-                       "xlabel": f"peak activation MiB at {w}x{h} (estimate)"},
-                      {"file": "denoise_psnr_vs_macs.png", "x": "macs_g", "xlabel": f"GMACs at {w}x{h}"}]}, \
+                       "xlabel": f"peak activation memory (MiB, estimate) at input HxW {h}x{w}",
+                       "title": "Denoising, SID U-Net: PSNR vs peak activation memory"},
+                      {"file": "denoise_psnr_vs_macs.png", "x": "macs_g", "xlabel": f"GMACs at input HxW {h}x{w}",
+                       "title": "Denoising, SID U-Net: PSNR vs MACs of the models pruned to a memory budget"}]}, \
         res.get("models", {})
 
 

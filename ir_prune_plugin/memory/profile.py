@@ -17,8 +17,8 @@ def _short_set(names: frozenset[str], keep: int = 6) -> str:
 
 
 def fmt_mb(nbytes: int | float) -> str:
-    """Bytes as MiB with two decimals (``'12.50 MB'``)."""
-    return f"{nbytes / MB:.2f} MB"
+    """Bytes as MiB with two decimals (``'12.50 MiB'``)."""
+    return f"{nbytes / MB:.2f} MiB"
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ class MemoryProfile:
         return out
 
     def summary(self, top: int = 5) -> str:
-        """A human-readable report: peak, tensors at the peak, top groups (sizes in MB)."""
+        """A human-readable report: peak, tensors at the peak, top groups (sizes in MiB)."""
         s = self.steps[self.peak_step]
         lines = [f"peak activation memory: {fmt_mb(self.peak_bytes)} ({self.peak_bytes} bytes) "
                  f"at step {self.peak_step}/{len(self.steps)} ({s.op} in '{s.module or '<root>'}')",
@@ -152,6 +152,6 @@ class MemoryProfile:
         return self.summary()
 
     def plot(self, path: str | Path, *, title: str | None = None) -> Path:
-        """Write a PNG of live MB over execution steps with the peak marked."""
+        """Write a PNG of live MiB over execution steps with the peak marked."""
         from .plot import plot_timeline
         return plot_timeline(self, path, title=title)

@@ -50,3 +50,16 @@ def kept_macs(dense: dict[str, int], plan: dict[str, tuple[int, int]]) -> float:
     """Effective MACs when the layers of ``plan`` keep N of every M weights."""
     return float(sum(v * (plan[n][0] / plan[n][1] if n in plan else 1.0) for n, v in dense.items()))
 
+
+
+def kept_params(model: nn.Module, plan: dict[str, tuple[int, int]]) -> float:
+    """N:M-effective parameters: an N:M layer of ``plan`` counts N/M of its weight, the rest in full.
+
+    Search scores (parameters named ``*.scores``) are pruner state, not model parameters.
+    """
+    from .masks import original
+
+    modules = dict(model.named_modules())
+    total = sum(p.numel() for n, p in model.named_parameters() if not n.endswith(".scores"))
+    pruned = sum(original(modules[k]).numel() * (1 - n / m) for k, (n, m) in plan.items() if k in modules)
+    return float(total - pruned)

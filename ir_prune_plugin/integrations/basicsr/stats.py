@@ -45,8 +45,7 @@ def network_stats(net: nn.Module, cfg: PruningConfig, example: torch.Tensor, sls
     counts N/M of its weights and MACs) and ``params_m_dense`` / ``macs_g_dense`` the dense ones.
     """
     from ...sparsity import kept_macs, layer_macs
-    named = [(n, p) for n, p in net.named_parameters() if not n.endswith(".scores")]
-    params = sum(p.numel() for _, p in named)
+    params = sum(p.numel() for n, p in net.named_parameters() if not n.endswith(".scores"))
     macs = layer_macs(net, example)
     out = {"params_m": params / 1e6, "macs_g": sum(macs.values()) / 1e9}
     if cfg.method == "mosp":
@@ -54,15 +53,13 @@ def network_stats(net: nn.Module, cfg: PruningConfig, example: torch.Tensor, sls
         out["peak_mb"] = peak_memory_mb(net, tuple(mosp_options(cfg).memory_input_size))
         return out
     plan = nm_plan(net)
-    if not plan and sls is not None and isinstance(getattr(sls, "plan", None), dict):
-        plan = {k: tuple(v) for k, v in sls.plan.items()}
+    searched = getattr(getattr(sls, "pruner", sls), "plan", None)  # SLSStage or a bare pruner
+    if not plan and isinstance(searched, dict):
+        plan = {k: tuple(v) for k, v in searched.items()}
     if plan:
-        from ...sparsity.masks import original
-        modules = dict(net.named_modules())
-        nm_params = sum(original(modules[layer]).numel() * (1 - n / m)
-                        for layer, (n, m) in plan.items() if layer in modules)
+        from ...sparsity.macs import kept_params
         out.update(params_m_dense=out["params_m"], macs_g_dense=out["macs_g"],
-                   params_m=(params - nm_params) / 1e6, macs_g=kept_macs(macs, plan) / 1e9)
+                   params_m=kept_params(net, plan) / 1e6, macs_g=kept_macs(macs, plan) / 1e9)
     ratio = sls.kept_ratio() if sls is not None and sls.searching else nm_macs_ratio(net, example)
     out["macs_budget"] = float(cfg.budget)
     if ratio is not None:

@@ -4,7 +4,9 @@ Run by ``irprune sweep`` as ``python -m ir_prune_plugin.integrations.nni.trial [
 hyperparameters (``method``, ``sparse_ratio``, ``lr``) come from ``nni.get_next_parameter()``
 (outside an experiment, from ``--params '{"method": "sls", ...}'``). The fixed settings (task, arch,
 step counts, memory size) are command-line options. Reported: ``{'default': psnr, 'psnr', 'ssim',
-'peak_mb', 'macs', 'params'}``; peak memory is the liveness estimate at ``--memory-size``.
+'peak_mb', 'macs', 'params'}`` and the same for the dense net (``dense_psnr``, ``dense_peak_mb``,
+``dense_macs``); peak memory is the liveness estimate at ``--memory-size`` (HEIGHTxWIDTH). A
+failing trial ends with one line ``irprune-trial failed: <error>`` on stderr and exit code 1.
 
 Methods: ``sls`` (:class:`NNISLSPruner`, N:M masks; MACs count kept weights only), ``mosp``
 (:class:`NNIMOSPPruner`, then :func:`speedup`), ``l1`` (NNI's own ``L1NormPruner`` on Conv2d, then
@@ -29,6 +31,7 @@ from ..._inputs import format_hw, parse_hw
 _log = logging.getLogger(__name__)
 
 METHODS = ("sls", "mosp", "l1")
+FAIL_MARK = "irprune-trial failed:"  #: prefix of the one stderr line a failing trial ends with
 DEFAULT_PARAMS = {"method": "sls", "sparse_ratio": 0.5, "lr": 1e-3}
 
 
@@ -132,6 +135,10 @@ def run_trial(settings: TrialSettings, params: dict[str, Any]) -> dict[str, floa
     x = train[0]["lq"].unsqueeze(0)
     size = _memory_input(settings, x)
     last = output_layers(model, x)
+    crop = 2 if settings.task == "sr" else 0
+    dense = {"dense_psnr": evaluate(model, val, crop_border=crop)["psnr"],
+             "dense_peak_mb": estimate_peak_memory(model, torch.empty(size, device="meta")).peak_bytes / 2 ** 20,
+             "dense_macs": float(count_macs(model, size))}
     ratio, steps, lr = float(p["sparse_ratio"]), settings.train_steps, float(p["lr"])
     evaluator = task_evaluator(model, train, lr=lr, batch_size=settings.batch_size, seed=settings.seed)
     kept_macs_ratio = 1.0
@@ -159,12 +166,11 @@ def run_trial(settings: TrialSettings, params: dict[str, Any]) -> dict[str, floa
         final = speedup(model, masks, x)
         fit(final, train, steps, lr=lr, batch_size=settings.batch_size, seed=settings.seed,
             progress=False, desc="finetune")
-    crop = 2 if settings.task == "sr" else 0
     scores = evaluate(final, val, crop_border=crop)
     peak = estimate_peak_memory(final, torch.empty(size, device="meta")).peak_bytes
     result = {"default": scores["psnr"], "psnr": scores["psnr"], "ssim": scores["ssim"],
               "peak_mb": peak / 2 ** 20, "macs": count_macs(final, size) * kept_macs_ratio,
-              "params": float(count_params(final))}
+              "params": float(count_params(final)), **dense}
     _log.info("trial %s -> %s", p, result)
     return result
 
@@ -201,7 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = settings_from_args(args)
     params = nni.get_next_parameter() or (json.loads(args.params) if args.params else {})
-    result = run_trial(settings, params)
+    try:
+        result = run_trial(settings, params)
+    except Exception as exc:  # the sweep shows this line as the trial's reason (launcher.failure_reason)
+        _log.exception("trial %s failed", params)
+        print(f"{FAIL_MARK} {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
     nni.report_final_result(result)
     print(json.dumps({"params": params, "result": result}))
     return 0
