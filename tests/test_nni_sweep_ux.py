@@ -70,7 +70,7 @@ def test_a_failing_trial_ends_with_one_reason_line_the_launcher_reads(tmp_path, 
     err = capsys.readouterr().err
     (tmp_path / "stderr").write_text("Traceback (most recent call last):\n  ...\n" + err)
     reason = failure_reason(tmp_path)
-    assert reason.startswith("ValueError: memory budget") and "cannot be reached" in reason
+    assert reason.startswith("ValueError: ") and "sparse_ratio=0.95" in reason and "cannot be" in reason
     assert failure_reason(tmp_path / "missing").startswith("no stderr")
 
 

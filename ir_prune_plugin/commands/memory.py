@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     shape = (args.batch, c, h, w)
     try:
         profile = estimate_peak_memory(model, shape, dtype=_DTYPES[args.dtype])
-    except TraceError as exc:
+    except (TraceError, ValueError) as exc:
         if c != expected:
             raise ValueError(f"--channels {c}: {name} takes {expected}-channel inputs; drop --channels "
                              f"or pass --channels {expected}") from None
