@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from ir_prune_plugin import MOSPOptions, MOSPPruner, SLSOptions, SLSPruner, check_nm
+from ir_prune_plugin import MOSPOptions, MOSPPruner, SLSOptions, SLSPruner, check_nm, estimate_peak_memory
 from ir_prune_plugin.archs import build_arch
 from ir_prune_plugin.channels.compactor import Compactor
 from ir_prune_plugin.deploy.onnx_export import OnnxExportError, OnnxMismatchError, export_onnx, ort_session
@@ -79,7 +79,9 @@ def test_modern_archs_pruned_by_mosp(tmp_path, build, exporter, compactors):
     torch.manual_seed(0)
     model = build().eval()
     x = torch.rand(1, 3, 32, 32)
-    pruned = MOSPPruner(model, x, 0.85, options=MOSPOptions(memory_input_size=(1, 3, 48, 48), min_channels=1)).prune()
+    pruner = MOSPPruner(model, x, 0.85, options=MOSPOptions(memory_input_size=(1, 3, 48, 48), min_channels=1))
+    pruned = pruner.prune()
+    assert estimate_peak_memory(pruned, (1, 3, 48, 48)).peak_bytes <= pruner.budget_bytes  # really pruned
     kept = sum(p.numel() for n, p in pruned.named_parameters() if not n.startswith("compactors."))
     assert kept < sum(p.numel() for p in model.parameters())   # compactors can outweigh a 15 % cut
     assert any(isinstance(m, Compactor) for m in pruned.modules()) == compactors
