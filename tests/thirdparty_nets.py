@@ -16,6 +16,7 @@ def _spandrel(arch: str, module: str, cls: str, **kw: Any) -> Callable[[], nn.Mo
     def build() -> nn.Module:
         m = importlib.import_module(f"spandrel.architectures.{arch}.__arch.{module}")
         return getattr(m, cls)(**kw)
+    build.init_kwargs = kw  # type: ignore[attr-defined]  (for save_pruned(init_kwargs=...))
     return build
 
 
@@ -24,6 +25,7 @@ def _basicsr(module: str, cls: str, **kw: Any) -> Callable[[], nn.Module]:
         from ir_prune_plugin.compat import apply_basicsr_shims
         apply_basicsr_shims()
         return getattr(importlib.import_module(f"basicsr.archs.{module}"), cls)(**kw)
+    build.init_kwargs = kw  # type: ignore[attr-defined]
     return build
 
 
