@@ -1,10 +1,15 @@
-"""MOSP benchmark: the study at a larger scale, evaluated on CBSD68/Kodak24, plus search overhead
-and the real process memory (RSS) / CPU latency of each model at 1x3x1080x2048.
+"""MOSP benchmark: the demo's study over several seeds (mean +- std), evaluated on the held-out
+photos and CBSD68/Kodak24, with the compactor ablation, search overhead and the real process
+memory (RSS) / CPU latency of each model at 1x3x1080x2048.
 
-    python benchmarks/mosp.py --out /tmp/mosp_bench [--width 0.25] [--pretrain-steps 3000]
-        [--finetune-steps 600] [--budgets 0.5 0.25] [--data ../shared/data] [--crop 256]
+    python benchmarks/mosp.py --out /tmp/mosp_bench [--seeds 0 1 2] [--budgets 0.5 0.25]
+        [--compactor-ablation] [--data ../shared/data] [--crop 256] [--no-rss]
 
-Writes ``<out>/mosp_benchmark.json`` and the study's plot. RSS/latency run each saved model in
+Defaults are the default demo's net and steps (SID U-Net x0.625, its dense and uniform-width
+weights shipped in the package, trained with ``--pretrain-seed``); each seed re-runs the pruning,
+the finetuning, the held-out batch and the test noise. Writes ``<out>/seed<S>/`` (each seed's
+study), ``<out>/mosp_benchmark.json`` and ``<out>/mosp_benchmark.md`` (mean +- std tables).
+RSS/latency run each saved model in
 a fresh subprocess (``save_pruned``/``load_pruned``), so allocator state does not leak between
 models. Per forward, the resident set is sampled every 0.5 ms from /proc/self/statm; the reported
 ``rss_forward_mb`` is the median over ``--repeats`` forwards (after one warm-up) of its rise
@@ -27,6 +32,8 @@ import torch
 from torch.utils.data import Dataset
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from ir_prune_plugin.studies.mosp_study import FULL  # noqa: E402
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
 _CHILD = r"""
@@ -91,11 +98,17 @@ def rss_and_latency(path: Path, repeats: int, threads: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--width", type=float, default=0.25)
-    parser.add_argument("--pretrain-steps", type=int, default=3000)
-    parser.add_argument("--finetune-steps", type=int, default=1000)
-    parser.add_argument("--loop-finetune-steps", type=int, default=4)
-    parser.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.35])
+    parser.add_argument("--width", type=float, default=FULL.width)
+    parser.add_argument("--pretrain-steps", type=int, default=FULL.pretrain_steps)
+    parser.add_argument("--finetune-steps", type=int, default=FULL.finetune_steps)
+    parser.add_argument("--compactor-finetune-steps", type=int, default=FULL.compactor_finetune_steps)
+    parser.add_argument("--loop-finetune-steps", type=int, default=FULL.loop_finetune_steps)
+    parser.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.25])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--pretrain-seed", type=int, default=0,
+                        help="seed of the dense and uniform-width nets (0: the shipped weights)")
+    parser.add_argument("--compactor-ablation", action="store_true",
+                        help="also prune compactors straight after insertion (no finetune before pruning)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--crop", type=int, default=256, help="centre crop of each test image (CPU time)")
     parser.add_argument("--limit", type=int, default=None, help="first N images of each test set")
@@ -103,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--no-rss", action="store_true", help="skip the 2048x1080 RSS/latency runs")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--aggregate", action="store_true",
+                        help="run nothing: summarise the <out>/seed*/mosp_study.json already there "
+                             "(seeds run as separate processes)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("torch").setLevel(logging.WARNING)
@@ -111,43 +126,93 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     from ir_prune_plugin.studies.mosp_study import run_mosp_study
 
-    extra = {name: FolderDenoise(args.data / name, 25.0, args.crop, args.limit)
-             for name in ("CBSD68", "Kodak24") if (args.data / name).is_dir()}
-    if not extra:
+    extra = {} if args.aggregate else {name: FolderDenoise(args.data / name, 25.0, args.crop, args.limit)
+                                       for name in ("CBSD68", "Kodak24") if (args.data / name).is_dir()}
+    if not extra and not args.aggregate:
         logging.warning("no CBSD68/Kodak24 under %s: evaluating on the embedded photos only", args.data)
     t0 = time.time()
-    result = run_mosp_study(args.out, quick=False, seed=args.seed, cache_dir=args.cache_dir or args.out / "cache",
-                            progress=True, extra_eval=extra, keep_models=True, width=args.width,
-                            pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps,
-                            loop_finetune_steps=args.loop_finetune_steps, budgets=tuple(args.budgets))
-    models = result.pop("models")
-    from ir_prune_plugin.io import save_pruned
-
-    (args.out / "models").mkdir(parents=True, exist_ok=True)
-    for row in result["rows"]:
-        key = f"{row['method']}@{row['budget']}"
-        if key in models:
-            row["model_file"] = str(args.out / "models" / f"{key}.pt")
-            save_pruned(models[key], row["model_file"])
-    if not args.no_rss:
-        for row in result["rows"]:
-            if "model_file" in row:
-                row.update(rss_and_latency(Path(row["model_file"]), args.repeats, args.threads))
-                logging.info("%s@%s: RSS +%.0f MB, %.2f s", row["method"], row["budget"],
-                             row["rss_forward_mb"], row["latency_s"])
-    result["benchmark_seconds"] = round(time.time() - t0, 1)
-    result["command"] = " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])
-    (args.out / "mosp_benchmark.json").write_text(json.dumps(result, indent=2))
-    cols = ["method", "budget", "psnr", *[f"psnr_{n}" for n in extra], "peak_mb_est", "rss_forward_mb",
-            "latency_s", "params", "search_over_finetune"]
-    print(" | ".join(cols))
-    for row in result["rows"]:
-        print(" | ".join(_fmt(row.get(c)) for c in cols))
+    runs = []
+    if args.aggregate:
+        runs = [json.loads(p.read_text()) for p in sorted(args.out.glob("seed*/mosp_study.json"))]
+        if not runs:
+            raise SystemExit(f"no {args.out}/seed*/mosp_study.json to aggregate")
+        args.seeds = [r["seed"] for r in runs]
+    for seed in [] if args.aggregate else args.seeds:
+        out = args.out / f"seed{seed}"
+        result = run_mosp_study(out, quick=False, seed=seed, cache_dir=args.cache_dir or args.out / "cache",
+                                progress=True, extra_eval=extra, keep_models=not args.no_rss,
+                                pretrain_seed=args.pretrain_seed, width=args.width,
+                                pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps,
+                                compactor_finetune_steps=args.compactor_finetune_steps,
+                                loop_finetune_steps=args.loop_finetune_steps, budgets=tuple(args.budgets),
+                                compactor_ablation=args.compactor_ablation)
+        if not args.no_rss:
+            _rss_columns(result, out, args)
+        runs.append(result)
+    extra_cols = sorted({k for r in runs[0]["rows"] for k in r if k.startswith("psnr_")})
+    summary = aggregate(runs, ["psnr", *extra_cols])
+    report = {"command": " ".join(["python benchmarks/mosp.py", *(argv or sys.argv[1:])]),
+              "seeds": args.seeds, "pretrain_seed": args.pretrain_seed, "config": runs[0]["config"],
+              "summary": summary, "runs": runs, "benchmark_seconds": round(time.time() - t0, 1)}
+    (args.out / "mosp_benchmark.json").write_text(json.dumps(report, indent=2, default=str))
+    md = markdown(summary, ["psnr", *extra_cols], report["command"], len(runs))
+    (args.out / "mosp_benchmark.md").write_text(md)
+    print(md)
     return 0
 
 
-def _fmt(v: object) -> str:
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
+def _rss_columns(result: dict, out: Path, args: argparse.Namespace) -> None:
+    """Save each model and add its forward RSS rise / latency at 2048x1080 (fresh subprocess)."""
+    from ir_prune_plugin.io import save_pruned
+
+    models = result.pop("models")
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    for row in result["rows"]:
+        key = f"{row['method']}@{row['budget']}"
+        if key in models:
+            row["model_file"] = str(out / "models" / f"{key}.pt")
+            save_pruned(models[key], row["model_file"])
+            row.update(rss_and_latency(Path(row["model_file"]), args.repeats, args.threads))
+            logging.info("%s: RSS +%.0f MB, %.2f s", key, row["rss_forward_mb"], row["latency_s"])
+
+
+def aggregate(runs: list[dict], columns: list[str]) -> list[dict]:
+    """Per (method, budget): mean and sample std over the runs of each column (rows in first-run order)."""
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        for row in run["rows"]:
+            groups.setdefault((row["method"], row["budget"]), []).append(row)
+    summary = []
+    for (method, budget), rows in groups.items():
+        entry: dict = {"method": method, "budget": budget, "n": len(rows)}
+        if any("unreachable" in r for r in rows):
+            entry["unreachable"] = next(r["unreachable"] for r in rows if "unreachable" in r)
+        for col in columns + ["peak_mb_est", "macs_g", "params", "full_res_channels"]:
+            vals = [float(r[col]) for r in rows if r.get(col) is not None]
+            if vals:
+                entry[col] = float(np.mean(vals))
+                entry[f"{col}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+        summary.append(entry)
+    return summary
+
+
+def markdown(summary: list[dict], columns: list[str], command: str, seeds: int) -> str:
+    """The summary as a Markdown table: mean +- std over seeds of each PSNR column."""
+    names = {"psnr": "held-out photos"} | {c: c.removeprefix("psnr_") for c in columns if c != "psnr"}
+    head = ["method", "budget", *[f"PSNR {names[c]} (dB)" for c in columns], "peak MiB", "GMACs",
+            "min full-res ch."]
+    lines = [f"`{command}` ({seeds} seeds, mean ± std)", "", "| " + " | ".join(head) + " |",
+             "|" + "---|" * len(head)]
+    for e in summary:
+        if "unreachable" in e and "psnr" not in e:
+            lines.append(f"| {e['method']} | {e['budget']:g} | cannot reach the budget |" + " |" * (len(head) - 3))
+            continue
+        cells = [e["method"], "-" if e["budget"] is None else f"{e['budget']:g}"]
+        cells += [f"{e[c]:.2f} ± {e[c + '_std']:.2f}" if c in e else "-" for c in columns]
+        cells += [f"{e['peak_mb_est']:.1f}", f"{e['macs_g']:.1f}",
+                  f"{e['full_res_channels']:.0f}" if "full_res_channels" in e else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

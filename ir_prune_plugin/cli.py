@@ -1,4 +1,4 @@
-"""``irprune``: the plugin's command line (demo, export, memory, prune, report, sweep)."""
+"""``irprune``: the plugin's command line (demo, export, memory, pretrain, prune, report, sweep)."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ import sys
 from typing import Any, NoReturn
 
 # Each subcommand lives in ir_prune_plugin/commands/<name>.py with add_parser(subparsers) and run(args).
-COMMANDS = ("demo", "export", "memory", "prune", "report", "sweep")
+COMMANDS = ("demo", "export", "memory", "pretrain", "prune", "report", "sweep")
 
 
 class _Parser(argparse.ArgumentParser):

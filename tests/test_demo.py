@@ -4,6 +4,7 @@ import json
 import pytest
 
 from ir_prune_plugin.cli import main
+from ir_prune_plugin.workloads.shipped import read_manifest
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +27,17 @@ def test_quick_demo_writes_a_complete_report(quick_run):
             assert (quick_run / plot["file"]).stat().st_size > 1000
     report = (quick_run / "report.md").read_text()
     assert "| method |" in report and "PSNR (dB)" in report
+    assert "Scale: SID U-Net" in report and "The MOSP paper" in report
+
+
+def test_quick_dense_net_is_a_real_denoiser(quick_run):
+    res = json.loads((quick_run / "results.json").read_text())
+    rows = res["sections"][0]["rows"]
+    noisy = next(r["psnr"] for r in rows if r["method"].startswith("noisy input"))
+    dense = next(r["psnr"] for r in rows if r["method"].endswith("(dense)"))
+    assert dense >= noisy + 3.0   # shipped tiny weights: the quick tables compare real models
+    shipped = [e for e in read_manifest().values() if e["preset"] == "quick" and e["role"] == "dense"]
+    assert dense == pytest.approx(shipped[0]["psnr"], abs=0.01)   # the shipped weights, not retrained
 
 
 def test_every_pruned_model_meets_its_budget(quick_run):

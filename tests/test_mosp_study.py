@@ -4,13 +4,25 @@ import json
 import pytest
 
 from ir_prune_plugin.studies.mosp_study import run_mosp_study
+from ir_prune_plugin.workloads.shipped import read_manifest
 
 
 def test_quick_study_rows_meet_the_budget(tmp_path):
-    res = run_mosp_study(tmp_path / "out", quick=True, cache_dir=tmp_path / "cache", progress=False)
+    res = run_mosp_study(tmp_path / "out", quick=True, cache_dir=tmp_path / "cache", progress=False,
+                         compactor_ablation=True)
     rows = res["rows"]
     methods = {r["method"] for r in rows}
-    assert {"dense", "mosp", "mosp-no-compactor", "global-magnitude", "uniform-width"} <= methods
+    assert {"dense", "mosp", "mosp-compactor-no-prefinetune", "mosp-no-compactor", "global-magnitude",
+            "uniform-slice", "uniform-width"} <= methods
+    cfg = res["config"]
+    by = {r["method"]: r for r in rows}
+    # the paper's protocol: compactors finetuned before pruning, inside the same finetune budget
+    assert by["mosp"]["prefinetune_steps"] == cfg["compactor_finetune_steps"] > 0
+    assert by["mosp-compactor-no-prefinetune"]["prefinetune_steps"] == 0
+    assert {r["finetune_steps"] for r in rows if r["method"] not in ("dense", "uniform-width")} \
+        == {cfg["finetune_steps"]}
+    assert by["uniform-width"]["finetune_steps"] == cfg["pretrain_steps"] + cfg["finetune_steps"]
+    assert all(r["full_res_channels"] >= 1 for r in rows if r["method"] != "dense" and "unreachable" not in r)
     dense = next(r for r in rows if r["method"] == "dense")
     assert dense["peak_mb_est"] == pytest.approx(res["dense_peak_mb"])
     for r in rows:
@@ -22,4 +34,5 @@ def test_quick_study_rows_meet_the_budget(tmp_path):
     assert (tmp_path / "out" / "mosp_psnr_vs_peak.png").stat().st_size > 1000
     saved = json.loads((tmp_path / "out" / "mosp_study.json").read_text())
     assert [r["method"] for r in saved["rows"]] == [r["method"] for r in rows]
-    assert list((tmp_path / "cache").glob("sid_unet-*.pt")), "pretrained weights are cached by config"
+    shipped = [e for e in read_manifest().values() if e["preset"] == "quick" and e["role"] == "dense"]
+    assert dense["psnr"] == pytest.approx(shipped[0]["psnr"], abs=0.01), "the shipped quick weights were used"

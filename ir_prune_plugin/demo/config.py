@@ -1,4 +1,4 @@
-"""Demo presets: ``quick`` (tests, < 1 min), default (< 10 min on 2 cores) and ``full``."""
+"""Demo presets: ``quick`` (tests, < 90 s), default (< 10 min on 2 cores) and ``full``."""
 from __future__ import annotations
 
 import os
@@ -17,12 +17,14 @@ class DemoConfig:
 
     preset: str = "default"
     seed: int = 0
-    width: float = 0.25          # SID U-Net width multiplier (1.0 = the paper's 7.76M-param net)
+    width: float = 0.625         # SID U-Net width multiplier (1.0 = the paper's 7.76M-param net)
     sigma: float = 25.0          # denoising noise level (0-255 scale)
-    patch: int = 64
+    patch: int = 32
     batch_size: int = 8
-    pretrain_steps: int = 1500
-    finetune_steps: int = 300
+    pretrain_steps: int = 1200   # dense (and uniform-width) weights ship in the package: `irprune pretrain`
+    finetune_steps: int = 100    # every pruned model, compactor pre-finetune and MOSP's loop included
+    compactor_finetune_steps: int = 30
+    budgets: tuple[float, ...] = (0.5,)   # MOSP section: ratios of the dense peak memory
     val_size: int = 192          # centre crop of the held-out photos used for PSNR/SSIM
     memory_size: tuple[int, int] = (1080, 2048)  # H, W at which peak memory is reported
     run_mosp: bool = True
@@ -36,11 +38,12 @@ class DemoConfig:
     def preset_named(cls, name: str, **overrides) -> "DemoConfig":
         """The ``quick``, ``default`` or ``full`` preset, with overrides."""
         presets = {
-            "quick": cls(preset="quick", width=0.125, pretrain_steps=40, finetune_steps=8,
-                         val_size=48, patch=32, batch_size=4, combined_M=2,
+            "quick": cls(preset="quick", width=0.25, pretrain_steps=600, finetune_steps=8,
+                         compactor_finetune_steps=2, val_size=48, patch=32, batch_size=4, combined_M=2,
                          combined_memory_budget=0.7, combined_macs_budget=0.6),
             "default": cls(),
-            "full": cls(preset="full", width=0.5, pretrain_steps=6000, finetune_steps=1500, val_size=256),
+            "full": cls(preset="full", width=0.75, patch=48, pretrain_steps=4000, finetune_steps=1000,
+                        compactor_finetune_steps=300, budgets=(0.5, 0.25), val_size=256),
         }
         if name not in presets:
             raise ValueError(f"unknown demo preset {name!r}; use one of {', '.join(presets)}")
@@ -50,4 +53,5 @@ class DemoConfig:
         """JSON-ready form (tuples as lists)."""
         d = asdict(self)
         d["memory_size"] = list(self.memory_size)
+        d["budgets"] = list(self.budgets)
         return d

@@ -21,16 +21,30 @@ def cache_key(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def pretrained(arch: dict[str, Any], train: Callable[[nn.Module], None], cache_dir: str | Path,
-               key: dict[str, Any]) -> nn.Module:
-    """Build ``arch`` and train it with ``train(model)``, or load the cached weights for ``key``.
+def weights_name(arch: dict[str, Any], key: dict[str, Any]) -> str:
+    """File name of the weights of ``arch`` trained as ``key``: ``<arch type>-<hash of arch+key>.pt``."""
+    return f"{arch['type']}-{cache_key({'arch': arch, **key})}.pt"
 
-    The cache file is ``<cache_dir>/<arch type>-<hash of arch+key>.pt`` (a plain state_dict).
+
+def pretrained(arch: dict[str, Any], train: Callable[[nn.Module], None], cache_dir: str | Path,
+               key: dict[str, Any], *, shipped: bool = True) -> nn.Module:
+    """Build ``arch`` and train it with ``train(model)``, or load existing weights for ``key``.
+
+    Weights shipped in the package (``workloads/weights``, made by ``irprune pretrain``) come
+    first (unless ``shipped=False``), then the cache file ``<cache_dir>/<weights_name(arch, key)>``
+    (a plain state_dict).
     """
+    from ..workloads.shipped import load_state, shipped_file
+
     spec = dict(arch)
     name = spec.pop("type")
-    path = Path(cache_dir) / f"{name}-{cache_key({'arch': arch, **key})}.pt"
+    filename = weights_name(arch, key)
+    path = Path(cache_dir) / filename
     model = build_arch(name, **spec)
+    packaged = shipped_file(filename) if shipped else None
+    if packaged is not None:
+        log.info("using shipped pretrained weights %s", packaged.name)
+        return load_state(model, packaged).eval()
     if path.exists():
         log.info("reusing pretrained weights %s", path)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))

@@ -1,13 +1,17 @@
 """MOSP vs uniform width vs memory-blind magnitude pruning at equal peak memory (embedded denoising).
 
-A CPU-sized SID U-Net is pretrained on the embedded sigma=25 denoising task (weights cached by
-config). Each budget (a fraction of the dense peak at 1x3x1080x2048) is met by:
-MOSP with compactors, MOSP without compactors, memory-blind global magnitude pruning (its
-ratio bisected to the budget), the same share of channels cut from every layer of the trained
-net ("uniform-slice") and the uniformly narrower U-Net trained from scratch for the dense
-model's pretraining plus finetuning steps ("uniform-width"). Every pruned model then gets the same number of
-finetune steps; MOSP's short finetunes between outer steps (``loop_finetune_steps`` each, at most
-``loop_finetune_share`` of the budget) are taken out of that same budget.
+The dense SID U-Net (x0.625: 20 channels at full resolution) is pretrained on the embedded
+sigma=25 denoising task; its weights, and those of the uniform-width nets, ship in the package
+(``irprune pretrain``) and are otherwise cached by config. Each budget (a fraction of the dense
+peak at 1x3x1080x2048) is met by: MOSP with compactors (inserted, then the whole net finetuned
+``compactor_finetune_steps`` before pruning starts, as in the paper), optionally MOSP pruning
+the compactors straight after insertion (``compactor_ablation``), MOSP without compactors,
+memory-blind global magnitude pruning (its ratio bisected to the budget), the same share of
+channels cut from every layer of the trained net ("uniform-slice") and the uniformly narrower
+U-Net trained from scratch for the dense model's pretraining plus finetuning steps
+("uniform-width"). Every pruned model gets the same ``finetune_steps``: MOSP's compactor
+finetune and its short finetunes between outer steps (``loop_finetune_steps`` each, at most
+``loop_finetune_share`` of what is left) are taken out of that same budget.
 """
 from __future__ import annotations
 
@@ -23,26 +27,29 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..channels.baselines import estimate_peak, magnitude_prune_to_budget, uniform_width_to_budget
+from ..channels.compactor import insert_compactors
 from ..channels.mosp import MOSPOptions, MOSPPruner
 from ..loops import evaluate, fit
+from ..archs import build_arch
 from ..macs import count_macs, count_params
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MOSPStudyConfig", "QUICK", "FULL", "run_study", "run_mosp_study"]
+__all__ = ["MOSPStudyConfig", "QUICK", "FULL", "denoise_key", "dense_unet", "uniform_unet", "run_study",
+           "run_mosp_study"]
 
 
 @dataclass(frozen=True)
 class MOSPStudyConfig:
     """Sizes and step budgets of one study run."""
 
-    width: float = 0.25
+    width: float = 0.625                 # 20 channels at full resolution: >= 8 left at 50 % memory
     sigma: float = 25.0
-    patch: int = 64
+    patch: int = 32
     batch_size: int = 8
-    pretrain_steps: int = 1500
+    pretrain_steps: int = 1200
     pretrain_lr: float = 1e-3              # the demo's pretraining uses 1e-3 too (shared cache)
-    finetune_steps: int = 500            # a third of pretraining (the paper: 20 epochs after 80 + per-step)
+    finetune_steps: int = 100            # every pruned model (CPU-sized; the paper: 20 epochs after 80)
     finetune_lr: float = 1e-3            # the pretraining lr, as in the paper
     loop_finetune_steps: int = 2        # MOSP: steps after each outer step (out of finetune_steps) ...
     loop_finetune_share: float = 0.5    # ... until this share of finetune_steps is used; the rest at the end
@@ -59,29 +66,58 @@ class MOSPStudyConfig:
     magnitude_scan_step: float = 0.1     # ratio grid scanned before bisecting (peak is not monotone)
     magnitude_bisections: int = 6
     sensitivity_points: tuple[int, ...] = (1, 2)
+    # compactors are inserted, then the whole net is finetuned this many steps before pruning starts
+    # (the paper: 10 epochs); counted in the model's finetune budget like MOSP's in-loop finetunes
+    compactor_finetune_steps: int = 30
+    compactor_ablation: bool = False     # also prune compactors straight after insertion
 
 
 FULL = MOSPStudyConfig()
-QUICK = MOSPStudyConfig(width=0.125, patch=32, batch_size=4, pretrain_steps=40, finetune_steps=8,
-                        loop_finetune_steps=0, budgets=(0.5,), val_size=48, heldout_patches=2,
-                        measure_size=(32, 48), outer_stride_mb=16.0, sensitivity_points=(1,),
-                        magnitude_scan_step=0.25, magnitude_bisections=2)
+QUICK = MOSPStudyConfig(width=0.25, patch=32, batch_size=4, pretrain_steps=600, pretrain_lr=2e-3,
+                        finetune_steps=8, loop_finetune_steps=0, compactor_finetune_steps=2, budgets=(0.5,),
+                        val_size=48, heldout_patches=2, measure_size=(32, 48), outer_stride_mb=16.0,
+                        sensitivity_points=(1,), magnitude_scan_step=0.25, magnitude_bisections=2)
 
 
-def _pretrained(cfg: MOSPStudyConfig, cache_dir: Path, seed: int, progress: bool) -> nn.Module:
+def denoise_key(cfg: MOSPStudyConfig, seed: int, steps: int) -> dict[str, Any]:
+    """The training key of a U-Net trained ``steps`` on the study's denoising task (weights' name)."""
+    # the same key as ``irprune demo``'s dense U-Net, so both share the cached / shipped weights
+    return {"task": "denoise", "sigma": cfg.sigma, "patch": cfg.patch, "bs": cfg.batch_size,
+            "steps": steps, "lr": cfg.pretrain_lr, "seed": seed}
+
+
+def _trained_unet(cfg: MOSPStudyConfig, width: float, steps: int, seed: int, cache_dir: Path,
+                  progress: bool, desc: str, shipped: bool) -> nn.Module:
     from ..demo.pretrain import pretrained
 
-    train = _train_set(cfg, seed, cfg.pretrain_steps)
-    # the same key as ``irprune demo``'s dense U-Net, so both share the cached weights
-    key = {"task": "denoise", "sigma": cfg.sigma, "patch": cfg.patch, "bs": cfg.batch_size,
-           "steps": cfg.pretrain_steps, "seed": seed}
-
     def train_fn(model: nn.Module) -> None:
-        torch.manual_seed(seed)
-        fit(model, train, cfg.pretrain_steps, lr=cfg.pretrain_lr, batch_size=cfg.batch_size, seed=seed,
-            progress=progress, desc="pretrain U-Net")
+        fit(model, _train_set(cfg, seed, steps), steps, lr=cfg.pretrain_lr, batch_size=cfg.batch_size,
+            seed=seed, progress=progress, desc=desc)
 
-    return pretrained({"type": "sid_unet", "width": cfg.width}, train_fn, cache_dir, key)
+    torch.manual_seed(seed)   # the initial weights (built inside ``pretrained``) depend on the seed only
+    return pretrained({"type": "sid_unet", "width": width}, train_fn, cache_dir, denoise_key(cfg, seed, steps),
+                      shipped=shipped)
+
+
+def dense_unet(cfg: MOSPStudyConfig, cache_dir: str | Path, seed: int = 0, progress: bool = True, *,
+               shipped: bool = True) -> nn.Module:
+    """The study's dense SID U-Net, trained ``cfg.pretrain_steps`` (shipped, cached or trained now;
+    ``shipped=False`` ignores the weights shipped in the package)."""
+    return _trained_unet(cfg, cfg.width, cfg.pretrain_steps, seed, Path(cache_dir), progress, "pretrain U-Net",
+                         shipped)
+
+
+def uniform_unet(cfg: MOSPStudyConfig, budget: float, cache_dir: str | Path, seed: int = 0,
+                 progress: bool = True, *, shipped: bool = True) -> tuple[nn.Module, float]:
+    """The widest uniformly narrower U-Net within ``budget`` of the dense peak, trained from scratch
+    for the dense net's pretraining plus finetuning steps; returns it and its width factor."""
+    dense_peak = estimate_peak(build_arch("sid_unet", width=cfg.width), (1, 3, *cfg.memory_size))
+    uni = uniform_width_to_budget({"type": "sid_unet", "width": cfg.width}, int(budget * dense_peak),
+                                  (1, 3, *cfg.memory_size))
+    width = float(uni.model.width)
+    model = _trained_unet(cfg, width, cfg.pretrain_steps + cfg.finetune_steps, seed, Path(cache_dir), progress,
+                          f"train uniform x{width:.3f}", shipped)
+    return model, uni.knob
 
 
 def _train_set(cfg: MOSPStudyConfig, seed: int, steps: int):
@@ -111,11 +147,13 @@ def _measure(model: nn.Module, size: tuple[int, int]) -> int:
 
 def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache_dir: str | Path | None = None,
               progress: bool = True, extra_eval: dict[str, Any] | None = None,
-              keep_models: bool = False) -> dict[str, Any]:
+              keep_models: bool = False, pretrain_seed: int | None = None) -> dict[str, Any]:
     """Run every method under ``cfg``; write ``mosp_study.json`` and a PSNR-vs-peak plot in ``out_dir``.
 
     ``extra_eval`` adds ``psnr_<name>``/``ssim_<name>`` columns from more paired datasets;
     ``keep_models`` returns the final models under ``result['models']`` (not written to JSON).
+    ``pretrain_seed`` (default ``seed``) trains the dense and uniform-width nets: several seeds can
+    share one pretrained net while the pruning, finetuning and noise vary with ``seed``.
     """
     from ..demo.config import default_cache_dir
 
@@ -126,7 +164,8 @@ def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache
     torch.manual_seed(seed)
     from ..data import DenoiseDataset
     val = DenoiseDataset("val", sigma=cfg.sigma, val_size=cfg.val_size, seed=seed)
-    dense = _pretrained(cfg, cache, seed, progress)
+    pseed = seed if pretrain_seed is None else pretrain_seed
+    dense = dense_unet(cfg, cache, pseed, progress)
     big = (1, 3, *cfg.memory_size)
     x = torch.rand(2, 3, cfg.patch, cfg.patch)
     dense_peak = estimate_peak(dense, big)
@@ -164,14 +203,25 @@ def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache
         return row
 
     rows = [score("dense", None, dense, 0)]
-    for budget in cfg.budgets:
-        budget_bytes = int(budget * dense_peak)
-        for compactors in (True, False):
-            name = "mosp" if compactors else "mosp-no-compactor"
-            used = {"steps": 0}
+    variants = [("mosp", True, cfg.compactor_finetune_steps), ("mosp-no-compactor", False, 0)]
+    if cfg.compactor_ablation:   # the pre-paper protocol: compactors pruned right after insertion
+        variants.insert(1, ("mosp-compactor-no-prefinetune", True, 0))
+    starts: dict[int, nn.Module] = {}
 
-            def loop_ft(model: nn.Module, _used=used) -> nn.Module:
-                cap = int(cfg.loop_finetune_share * cfg.finetune_steps)
+    def with_compactors(pre: int) -> nn.Module:
+        """The dense net with identity compactors on its long skips, finetuned ``pre`` steps (the
+        paper finetunes after insertion, before pruning); built once per seed and reused."""
+        if pre not in starts:
+            starts[pre] = finetune(insert_compactors(dense, x), pre, "finetune with compactors")
+        return starts[pre]
+
+    for budget in cfg.budgets:
+        budget_bytes = int(budget * dense_peak)   # bytes: a compactor adds a tensor to the dense peak
+        for name, compactors, pre in variants:
+            used = {"steps": pre}
+
+            def loop_ft(model: nn.Module, _used=used, _pre=pre) -> nn.Module:
+                cap = _pre + int(cfg.loop_finetune_share * (cfg.finetune_steps - _pre))
                 steps = min(cfg.loop_finetune_steps, cap - _used["steps"])
                 _used["steps"] += max(steps, 0)
                 return finetune(model, max(steps, 0), "MOSP loop finetune")
@@ -180,7 +230,8 @@ def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache
                                compactors=compactors, min_channels=cfg.min_channels,
                                sensitivity_points=cfg.sensitivity_points, seed=seed)
             t1 = time.time()
-            pruner = MOSPPruner(dense, x, budget, evaluate=heldout, finetune=loop_ft, options=opts)
+            start = with_compactors(pre) if compactors else dense
+            pruner = MOSPPruner(start, x, budget_bytes, evaluate=heldout, finetune=loop_ft, options=opts)
             pruned = pruner.prune(progress=progress)
             search_s = sum(r.seconds for r in pruner.history.records)
             prune_s = time.time() - t1
@@ -188,9 +239,11 @@ def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache
             pruned = finetune(pruned, final, f"finetune {name}")
             rows.append(score(name, budget, pruned, cfg.finetune_steps,
                               {"search_s": round(search_s, 2), "prune_s": round(prune_s, 2),
+                               "prefinetune_steps": pre,
                                "finetune_pass_s": round(timing["finetune_s"], 2),
                                "search_over_finetune": round(search_s / max(timing["finetune_s"], 1e-9), 3),
                                "inner_steps": len(pruner.history.records),
+                               "full_res_channels": _full_res_channels(pruned),
                                "widths": _widths(pruned)}))
         # memory-blind global magnitude pruning, and the same share cut from every layer
         # ("uniform-slice": a uniformly narrower net that keeps the trained weights)
@@ -204,15 +257,14 @@ def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache
             else:
                 model = finetune(blind.model, cfg.finetune_steps, f"finetune {method}")
                 rows.append(score(method, budget, model, cfg.finetune_steps,
-                                  {"ratio": round(blind.knob, 4), "widths": _widths(model)}))
-        uni = uniform_width_to_budget({"type": "sid_unet", "width": cfg.width}, budget_bytes, big)
-        torch.manual_seed(seed)
-        scratch = cfg.pretrain_steps + cfg.finetune_steps
-        fit(uni.model, _train_set(cfg, seed, scratch), scratch, lr=cfg.pretrain_lr, batch_size=cfg.batch_size,
-            seed=seed, progress=progress, desc="train uniform")
-        rows.append(score("uniform-width", budget, uni.model.eval(), scratch,
-                          {"width_factor": round(uni.knob, 4), "widths": _widths(uni.model)}))
-    result = {"config": _cfg_dict(cfg), "seed": seed, "dense_peak_mb": dense_peak / 2 ** 20, "rows": rows,
+                                  {"ratio": round(blind.knob, 4), "full_res_channels": _full_res_channels(model),
+                                   "widths": _widths(model)}))
+        uni, knob = uniform_unet(cfg, budget, cache, pseed, progress)
+        rows.append(score("uniform-width", budget, uni.eval(), cfg.pretrain_steps + cfg.finetune_steps,
+                          {"width_factor": round(knob, 4), "full_res_channels": _full_res_channels(uni),
+                           "widths": _widths(uni)}))
+    result = {"config": _cfg_dict(cfg), "seed": seed, "pretrain_seed": pseed,
+              "dense_peak_mb": dense_peak / 2 ** 20, "rows": rows,
               "memory_note": (f"peak_mb_est: liveness estimate at 1x3x{cfg.memory_size[0]}x{cfg.memory_size[1]}; "
                               f"peak_mb_measured_small: measured ('scheduled') at 1x3x{cfg.measure_size[0]}x"
                               f"{cfg.measure_size[1]}, next to its estimate peak_mb_est_small"),
@@ -222,6 +274,14 @@ def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache
     if keep_models:
         result["models"] = models
     return result
+
+
+def _full_res_channels(model: nn.Module) -> int:
+    """Fewest channels of any full-resolution feature map (encoder/decoder level 1, incl. its skip)."""
+    w = _widths(model)
+    full = [c for n, c in w.items() if n.split(".")[0] in ("enc1", "dec1", "up1")
+            or (n.startswith("compactors.") and "enc1" in n)]
+    return min(full) if full else 0
 
 
 def _widths(model: nn.Module) -> dict[str, int]:
@@ -244,11 +304,11 @@ def _plot(rows: list[dict], path: Path) -> Path:
 def run_mosp_study(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
                    cache_dir: str | Path | None = None, progress: bool = True,
                    extra_eval: dict[str, Any] | None = None, keep_models: bool = False,
-                   **overrides: Any) -> dict:
+                   pretrain_seed: int | None = None, **overrides: Any) -> dict:
     """MOSP (with/without compactors) vs global magnitude vs uniform width at equal peak memory.
 
     ``overrides`` replace fields of the ``QUICK``/``FULL`` :class:`MOSPStudyConfig`.
     """
     cfg = replace(QUICK if quick else FULL, **overrides)
     return run_study(cfg, out_dir, seed=seed, cache_dir=cache_dir, progress=progress,
-                     extra_eval=extra_eval, keep_models=keep_models)
+                     extra_eval=extra_eval, keep_models=keep_models, pretrain_seed=pretrain_seed)

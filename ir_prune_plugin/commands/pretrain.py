@@ -1,0 +1,83 @@
+"""``irprune pretrain``: train the demo's dense and uniform-width nets and write them as shipped weights."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``pretrain`` subcommand to ``irprune``."""
+    p = subparsers.add_parser(
+        "pretrain", help="train the demo's dense (and uniform-width) U-Nets; write fp16 weights + manifest",
+        description="Train the nets `irprune demo --PRESET` starts from (the dense SID U-Net and, for each MOSP "
+                    "budget, the uniform-width U-Net trained from scratch) exactly as the demo would, and write "
+                    "them in fp16 with a manifest of their held-out PSNR. With the default --out this rewrites "
+                    "the weights shipped in the package.")
+    p.add_argument("--preset", choices=("quick", "default", "full"), default="default")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: the package's ir_prune_plugin/workloads/weights)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="reuse fp32 weights trained by this exact key from this cache (default: train anew)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--pretrain-steps", type=int, default=None, help="override the preset's pretraining steps")
+    p.add_argument("--finetune-steps", type=int, default=None, help="override the preset's finetune steps")
+    p.add_argument("--no-uniform", action="store_true", help="only the dense net")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``irprune pretrain``; returns the exit code."""
+    import tempfile
+
+    from ..data import DenoiseDataset
+    from ..demo import DemoConfig
+    from ..demo.pretrain import weights_name
+    from ..demo.run import study_config
+    from ..loops import evaluate
+    from ..studies.mosp_study import denoise_key, dense_unet, uniform_unet
+    from ..workloads.shipped import SHIPPED_DIR, load_state, record, save_fp16
+
+    for name in ("pretrain_steps", "finetune_steps"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+    demo = DemoConfig.preset_named(args.preset, seed=args.seed, pretrain_steps=args.pretrain_steps,
+                                   finetune_steps=args.finetune_steps)
+    cfg = study_config(demo)
+    out = args.out if args.out is not None else SHIPPED_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    val = DenoiseDataset("val", sigma=cfg.sigma, val_size=cfg.val_size, seed=demo.seed)
+    noisy = evaluate(None, val)["psnr"]
+    command = "irprune pretrain " + shlex.join(
+        [f"--preset={args.preset}"] + [f"--{k.replace('_', '-')}={v}" for k, v in
+                                       (("seed", args.seed), ("pretrain_steps", args.pretrain_steps),
+                                        ("finetune_steps", args.finetune_steps)) if v is not None])
+    jobs = [("dense", None)] + ([] if args.no_uniform else [("uniform-width", b) for b in cfg.budgets])
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = args.cache_dir if args.cache_dir is not None else Path(tmp)
+        for role, budget in jobs:
+            t = time.time()
+            if budget is None:
+                model, steps, factor = dense_unet(cfg, cache, demo.seed, not args.no_progress, shipped=False), \
+                    cfg.pretrain_steps, 1.0
+            else:
+                model, factor = uniform_unet(cfg, budget, cache, demo.seed, not args.no_progress, shipped=False)
+                steps = cfg.pretrain_steps + cfg.finetune_steps
+            arch = {"type": "sid_unet", "width": float(model.width)}
+            key = denoise_key(cfg, demo.seed, steps)
+            filename = weights_name(arch, key)
+            path = save_fp16(model, out / filename)
+            reloaded = load_state(type(model)(width=model.width), path)   # score what ships (fp16)
+            q = evaluate(reloaded, val)
+            record(out, filename, {
+                "role": role, "budget": budget, "width_factor": round(factor, 4), "arch": arch, "key": key,
+                "preset": args.preset, "command": command, "seconds": round(time.time() - t, 1),
+                "val": {"sigma": cfg.sigma, "val_size": cfg.val_size, "seed": demo.seed},
+                "psnr": round(q["psnr"], 4), "ssim": round(q["ssim"], 5), "noisy_psnr": round(noisy, 4)})
+            print(f"{role}{'' if budget is None else f' @{budget:g} memory'}: {filename} "
+                  f"{q['psnr']:.2f} dB (noisy input {noisy:.2f} dB)")
+    print(f"weights and manifest.json in {out}")
+    return 0

@@ -1,0 +1,60 @@
+"""benchmarks/mosp.py: mean +- std over seeds per (method, budget), and the standard test sets."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_mosp", ROOT / "benchmarks" / "mosp.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(seed, mosp, uniform):
+    return {"seed": seed, "config": {}, "rows": [
+        {"method": "dense", "budget": None, "psnr": 30.0, "peak_mb_est": 100.0, "macs_g": 10.0, "params": 9},
+        {"method": "mosp", "budget": 0.5, "psnr": mosp, "psnr_Kodak24": mosp - 1, "peak_mb_est": 50.0,
+         "macs_g": 8.0, "params": 7, "full_res_channels": 12},
+        {"method": "uniform-width", "budget": 0.5, "psnr": uniform, "peak_mb_est": 49.0, "macs_g": 3.0,
+         "params": 3, "full_res_channels": 9},
+        {"method": "global-magnitude", "budget": 0.25, "unreachable": "too tight"}]}
+
+
+def test_aggregate_gives_mean_and_sample_std_per_method_and_budget(bench):
+    summary = bench.aggregate([_run(0, 29.0, 28.0), _run(1, 29.5, 27.0), _run(2, 30.0, 29.0)],
+                              ["psnr", "psnr_Kodak24"])
+    by = {(e["method"], e["budget"]): e for e in summary}
+    assert by[("mosp", 0.5)]["psnr"] == pytest.approx(29.5)
+    assert by[("mosp", 0.5)]["psnr_std"] == pytest.approx(0.5)        # ddof=1
+    assert by[("mosp", 0.5)]["psnr_Kodak24"] == pytest.approx(28.5)
+    assert by[("uniform-width", 0.5)]["psnr_std"] == pytest.approx(1.0)
+    assert by[("dense", None)]["psnr_std"] == 0.0 and by[("dense", None)]["n"] == 3
+    assert "unreachable" in by[("global-magnitude", 0.25)]
+    md = bench.markdown(summary, ["psnr", "psnr_Kodak24"], "python benchmarks/mosp.py", 3)
+    assert "| mosp | 0.5 | 29.50 ± 0.50 | 28.50 ± 0.50 |" in md
+    assert "| global-magnitude | 0.25 | cannot reach the budget |" in md
+
+
+def test_aggregate_mode_summarises_seed_folders(bench, tmp_path):
+    for seed, (m, u) in enumerate([(29.0, 28.0), (30.0, 28.0)]):
+        (tmp_path / f"seed{seed}").mkdir()
+        (tmp_path / f"seed{seed}" / "mosp_study.json").write_text(json.dumps(_run(seed, m, u)))
+    assert bench.main(["--out", str(tmp_path), "--aggregate"]) == 0
+    report = json.loads((tmp_path / "mosp_benchmark.json").read_text())
+    assert report["seeds"] == [0, 1]
+    assert "29.50 ± 0.71" in (tmp_path / "mosp_benchmark.md").read_text()
+
+
+def test_standard_test_sets_load_as_noisy_pairs(bench, shared_data):
+    data = bench.FolderDenoise(shared_data / "Kodak24", 25.0, crop=64, limit=3)
+    assert len(data) == 3
+    item = data[0]
+    assert item["lq"].shape == item["gt"].shape == (3, 64, 64)
+    noise = (item["lq"] - item["gt"]).std().item() * 255
+    assert 20 < noise < 30   # sigma = 25 on the 0-255 scale

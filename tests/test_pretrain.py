@@ -1,0 +1,60 @@
+"""`irprune pretrain` still trains (tiny size) and the weights shipped in the package reach their PSNR."""
+import json
+
+import pytest
+import torch
+
+from ir_prune_plugin.archs import build_arch
+from ir_prune_plugin.cli import main
+from ir_prune_plugin.data import DenoiseDataset
+from ir_prune_plugin.loops import evaluate
+from ir_prune_plugin.workloads.shipped import SHIPPED_DIR, load_state, read_manifest
+
+
+def test_pretrain_command_trains_and_records_what_it_ships(tmp_path, capsys):
+    out = tmp_path / "weights"
+    rc = main(["pretrain", "--preset", "quick", "--pretrain-steps", "3", "--finetune-steps", "2",
+               "--out", str(out), "--no-progress"])
+    assert rc == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    roles = sorted(e["role"] for e in manifest.values())
+    assert roles == ["dense", "uniform-width"]
+    for filename, entry in manifest.items():
+        state = torch.load(out / filename, weights_only=True)
+        assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+        assert entry["key"]["steps"] == (3 if entry["role"] == "dense" else 5)
+        model = load_state(build_arch("sid_unet", width=entry["arch"]["width"]), out / filename)
+        val = DenoiseDataset("val", sigma=entry["val"]["sigma"], val_size=entry["val"]["val_size"],
+                             seed=entry["val"]["seed"])
+        assert evaluate(model, val)["psnr"] == pytest.approx(entry["psnr"], abs=1e-3)
+    uniform = next(e for e in manifest.values() if e["role"] == "uniform-width")
+    dense = next(e for e in manifest.values() if e["role"] == "dense")
+    assert uniform["arch"]["width"] < dense["arch"]["width"]
+    assert "irprune pretrain --preset=quick" in dense["command"]
+
+
+def test_pretrain_rejects_a_bad_step_count(tmp_path, capsys):
+    assert main(["pretrain", "--preset", "quick", "--pretrain-steps", "0", "--out", str(tmp_path)]) == 2
+    assert "--pretrain-steps must be >= 1" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+SHIPPED = read_manifest()
+
+
+def test_the_demo_presets_ship_their_weights():
+    shipped = {(e["preset"], e["role"]) for e in SHIPPED.values()}
+    for preset in ("quick", "default"):
+        assert (preset, "dense") in shipped and (preset, "uniform-width") in shipped
+
+
+@pytest.mark.parametrize("filename", sorted(SHIPPED))
+def test_shipped_weights_load_and_reach_their_recorded_psnr(filename):
+    entry = SHIPPED[filename]
+    model = load_state(build_arch("sid_unet", width=entry["arch"]["width"]), SHIPPED_DIR / filename)
+    val = DenoiseDataset("val", sigma=entry["val"]["sigma"], val_size=entry["val"]["val_size"],
+                         seed=entry["val"]["seed"])
+    psnr = evaluate(model, val)["psnr"]
+    assert psnr == pytest.approx(entry["psnr"], abs=0.01)
+    if entry["role"] == "dense":   # a real denoiser, so the demo's tables compare real models
+        assert psnr >= entry["noisy_psnr"] + 3.0
