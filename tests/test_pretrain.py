@@ -35,7 +35,7 @@ def test_pretrain_command_trains_and_records_what_it_ships(tmp_path, capsys):
 
 def test_pretrain_rejects_a_bad_step_count(tmp_path, capsys):
     assert main(["pretrain", "--preset", "quick", "--pretrain-steps", "0", "--out", str(tmp_path)]) == 2
-    assert "--pretrain-steps must be >= 1" in capsys.readouterr().err
+    assert "argument --pretrain-steps: must be >= 1, got 0" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
 

@@ -6,6 +6,8 @@ import shlex
 import time
 from pathlib import Path
 
+from ._args import int_at_least
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``pretrain`` subcommand to ``irprune``."""
@@ -20,9 +22,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="output folder (default: the package's ir_prune_plugin/workloads/weights)")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="reuse fp32 weights trained by this exact key from this cache (default: train anew)")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--pretrain-steps", type=int, default=None, help="override the preset's pretraining steps")
-    p.add_argument("--finetune-steps", type=int, default=None, help="override the preset's finetune steps")
+    p.add_argument("--seed", type=int_at_least(0), default=None, help="default: the preset's (0)")
+    p.add_argument("--pretrain-steps", type=int_at_least(1), default=None,
+                   help="override the preset's pretraining steps")
+    p.add_argument("--finetune-steps", type=int_at_least(1), default=None,
+                   help="override the preset's finetune steps (the uniform-width nets train pretrain + finetune)")
     p.add_argument("--no-uniform", action="store_true", help="only the dense net")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
@@ -40,10 +44,6 @@ def run(args: argparse.Namespace) -> int:
     from ..studies.mosp_study import denoise_key, dense_unet, uniform_unet
     from ..workloads.shipped import SHIPPED_DIR, load_state, record, save_fp16
 
-    for name in ("pretrain_steps", "finetune_steps"):
-        v = getattr(args, name)
-        if v is not None and v < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
     demo = DemoConfig.preset_named(args.preset, seed=args.seed, pretrain_steps=args.pretrain_steps,
                                    finetune_steps=args.finetune_steps)
     cfg = study_config(demo)
