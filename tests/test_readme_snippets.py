@@ -42,7 +42,7 @@ def _run_all(tmp_path: Path, replace: dict[str, str] | None = None) -> subproces
     script.write_text(code, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLCONFIGDIR": str(tmp_path / "mpl")}
     return subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
-                          env=env, timeout=1500)
+                          env=env, timeout=3600)  # ~25 min at load 40 on 2 cores
 
 
 @pytest.mark.slow
