@@ -98,14 +98,7 @@ def test_memory_estimate_equals_measurement(net) -> None:
     assert estimate_peak_memory(work, x).peak_bytes == measure_peak_memory(work, x, mode="scheduled")
 
 
-def _compactor_cell(arch: str):
-    if arch == "span":   # measured: the rewritten SPAN differs by 0.035 (float64 too); not understood yet
-        return pytest.param(arch, id=arch, marks=pytest.mark.xfail(strict=True, reason="SPAN compactor rewrite "
-                                                                     "changes the output (open bug)"))
-    return _cell(arch, "compactors")
-
-
-@pytest.mark.parametrize("net", [_compactor_cell(a) for a in ARCHS], indirect=True)
+@pytest.mark.parametrize("net", [_cell(a, "compactors") for a in ARCHS], indirect=True)
 def test_compactors_insert_as_identity(net, request) -> None:
     model, x, shape = net
     arch = request.node.callspec.id

@@ -165,6 +165,19 @@ def _select(sites: list[SkipSite], which: Any, min_distance: int) -> list[SkipSi
                      f"keys ('source->target'), got {which!r}")
 
 
+def _after_inplace_users(model: nn.Module, graph: fx.Graph, src: fx.Node, dst: fx.Node) -> fx.Node:
+    """Where a compactor reading ``src`` goes: after ``src``, or after the last in-place module
+    that overwrites ``src`` before ``dst`` (SPAN's ``SiLU(inplace=True)``: the skip carries the
+    activated values, so must the compactor)."""
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    anchor = src
+    for u in src.users:
+        if (u.op == "call_module" and u.args and u.args[0] is src and order[anchor] < order[u] < order[dst]
+                and getattr(model.get_submodule(str(u.target)), "inplace", False) is True):
+            anchor = u
+    return anchor
+
+
 def _rewrite(model: nn.Module, graph: fx.Graph, sites: Sequence[SkipSite]) -> CompactorGraphModule:
     """Insert one Compactor per site right after its source; only ``target`` sees its output."""
     nodes = {n.name: n for n in graph.nodes}
@@ -179,7 +192,7 @@ def _rewrite(model: nn.Module, graph: fx.Graph, sites: Sequence[SkipSite]) -> Co
         name = s.source if sources.count(s.source) == 1 else f"{s.source}_{s.target}"
         compactors.add_module(name, Compactor(s.channels).to(**like))
         src, dst = nodes[s.source], nodes[s.target]
-        with graph.inserting_after(src):
+        with graph.inserting_after(_after_inplace_users(model, graph, src, dst)):
             comp = graph.call_module(f"compactors.{name}", (src,))
         dst.replace_input_with(src, comp)
     model.add_module("compactors", compactors)  # model is our private copy

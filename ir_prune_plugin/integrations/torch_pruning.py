@@ -295,7 +295,7 @@ def build_dependency_graph(model: nn.Module, example_inputs: ExampleInputs, *,
     """
     inputs = as_tuple(example_inputs)
     _install_index_mapping_rule()
-    prepare_model(model, fuse=False)   # in-place activations off (same outputs)
+    prepare_model(model, inputs, fuse=False)   # in-place activations off (same outputs)
     was_training = model.training
     try:
         with torch.enable_grad(), requires_grad_kept(model, trace=True), \
@@ -367,7 +367,7 @@ def tp_kwargs(model: nn.Module, example_inputs: ExampleInputs | None = None, *,
     ignored = _resolve_layers(model, ignored_layers)
     if example_inputs is not None:
         check_example_inputs(model, example_inputs)
-    prepare_model(model)   # before MetaPruner traces it (same outputs)
+    prepare_model(model, example_inputs)   # before MetaPruner traces it (same outputs)
     if example_inputs is not None and (keep_output_layers or check):
         with time_limit(f"Torch-Pruning's analysis of {type(model).__name__}"):
             graph = build_dependency_graph(model, example_inputs, check=False)

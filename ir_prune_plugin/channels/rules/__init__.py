@@ -36,9 +36,9 @@ def apply_post_rules(graph: Any) -> None:
         rule(graph)
 
 
-def prepare_model(model: nn.Module, *, fuse: bool = True) -> None:
+def prepare_model(model: nn.Module, example_inputs: Any = None, *, fuse: bool = True) -> None:
     """Make ``model`` traceable for channel dependencies, in place: in-place activations off and
     (``fuse``) re-parameterised blocks fused to deploy form (same eval-mode outputs)."""
-    disable_inplace(model)
     if fuse:
         fuse_reparam(model)
+    disable_inplace(model, example_inputs)
