@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     from ir_prune_plugin import save_pruned
     from ir_prune_plugin.data import DenoiseDataset
-    from ir_prune_plugin.demo.config import DemoConfig, default_cache_dir
+    from ir_prune_plugin.demo.presets import DemoConfig
+    from ir_prune_plugin.workloads.pretrained import default_cache_dir
     from ir_prune_plugin.demo.run import pretrained_unet
     from ir_prune_plugin.loops import evaluate
     from ir_prune_plugin.memory import estimate_peak_memory

@@ -22,7 +22,7 @@ from .compat import install_import_hook
 install_import_hook()  # BasicSR 1.4.2 imports a torchvision module removed in 0.17; see compat.py
 
 _EXPORTS = {
-    "Compactor": "channels.compactor", "insert_compactors": "channels.compactor",
+    "Compactor": "vocabulary", "insert_compactors": "channels.compactor",
     "MOSPOptions": "channels.mosp", "MOSPPruner": "channels.mosp",
     "load_pruned": "io", "save_pruned": "io",
     "MeasuredMemory": "memory", "MemoryProfile": "memory", "PruningGroup": "memory", "TraceError": "memory",
@@ -32,12 +32,13 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from .channels.compactor import Compactor, insert_compactors
+    from .channels.compactor import insert_compactors
     from .channels.mosp import MOSPOptions, MOSPPruner
     from .io import load_pruned, save_pruned
     from .memory import (MeasuredMemory, MemoryProfile, PruningGroup, TraceError, estimate_peak_memory,
                          measure_both, measure_peak_memory)
     from .sparsity import SLSOptions, SLSPruner, check_nm
+    from .vocabulary import Compactor
 
 
 def __getattr__(name: str) -> Any:

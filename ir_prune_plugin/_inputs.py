@@ -1,4 +1,5 @@
-"""Normalising and checking user arguments shared by every part of the plugin.
+"""Checking user arguments shared by every part of the plugin (the argument vocabulary itself --
+``as_tuple``, ``parse_hw``, ``format_hw`` -- lives in :mod:`ir_prune_plugin.vocabulary`).
 
 :func:`check_example_inputs` is the one example-input check every public entry point runs
 before it copies or changes anything: tensors (not empty, finite, as many as ``forward``
@@ -10,30 +11,20 @@ from __future__ import annotations
 
 import copy
 import inspect
-import re
 from typing import Any, Callable
 
 import torch
 from torch import nn
 from torch.utils._pytree import tree_leaves
 
-__all__ = ["as_tuple", "check_example_inputs", "format_hw", "meta_copy", "model_dtype", "parse_hw", "primary_output"]
+from .vocabulary import as_tuple
+
+__all__ = ["check_example_inputs", "meta_copy", "model_dtype", "primary_output"]
 
 # Errors a meta-device dry run raises for reasons that have nothing to do with the inputs'
 # shapes (value-dependent code, fixed devices, ops without a meta kernel): not blamed on them.
 _NOT_INPUT_ERRORS = ("meta", "data pointer", "data-dependent", "item()", "device", "numpy",
                      "not implemented", "NotImplemented")
-
-
-def as_tuple(example_inputs: Any) -> tuple[torch.Tensor, ...]:
-    """``example_inputs`` as a tuple of tensors (a single tensor is wrapped)."""
-    if isinstance(example_inputs, torch.Tensor):
-        return (example_inputs,)
-    if (isinstance(example_inputs, (tuple, list)) and example_inputs
-            and all(isinstance(t, torch.Tensor) for t in example_inputs)):
-        return tuple(example_inputs)
-    raise TypeError("example_inputs must be a tensor or a tuple of tensors, got "
-                    f"{type(example_inputs).__name__}")
 
 
 def model_dtype(model: nn.Module) -> torch.dtype:
@@ -177,20 +168,3 @@ def primary_output(output: Any, output_fn: Callable[[Any], torch.Tensor] | None 
     source = "output_fn(output)" if output_fn is not None else "the model's output"
     raise TypeError(f"{source} is a {type(value).__name__} with no tensor to compare; "
                     "pass output_fn=lambda out: <the image tensor>")
-
-
-def parse_hw(text: str, option: str = "--size") -> tuple[int, int]:
-    """``'1080x2048'`` (HEIGHTxWIDTH, the order of a tensor's ``(..., H, W)``) -> ``(1080, 2048)``.
-
-    The one size convention of the plugin: every ``--size``/``--memory-size`` option and the NNI
-    trial command line use it.
-    """
-    m = re.fullmatch(r"\s*(\d+)\s*[xX*,]\s*(\d+)\s*", str(text))
-    if not m or int(m.group(1)) == 0 or int(m.group(2)) == 0:
-        raise ValueError(f"{option} must be HEIGHTxWIDTH with positive integers, e.g. 1080x2048; got {text!r}")
-    return int(m.group(1)), int(m.group(2))
-
-
-def format_hw(size: tuple[int, int]) -> str:
-    """``(1080, 2048)`` -> ``'1080x2048'``, the inverse of :func:`parse_hw`."""
-    return f"{int(size[0])}x{int(size[1])}"

@@ -7,6 +7,8 @@ import logging
 import sys
 from typing import Any, NoReturn
 
+from ._version import __version__
+
 # Each subcommand lives in ir_prune_plugin/commands/<name>.py with add_parser(subparsers) and run(args).
 COMMANDS = ("demo", "export", "memory", "pretrain", "prune", "report", "sweep")
 
@@ -25,8 +27,6 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``irprune`` argument parser with every available subcommand."""
-    from . import __version__
-
     parser = _Parser(
         prog="irprune", description="Memory- and compute-budgeted pruning for image-restoration networks.")
     parser.add_argument("--version", action="version", version=f"ir-prune-plugin {__version__}")

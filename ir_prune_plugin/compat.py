@@ -10,6 +10,11 @@ Nothing here edits site-packages. Each shim is idempotent and applied by an expl
   works in a user's script (nothing is imported until basicsr asks for the module).
 * ``basicsr.train.load_resume_state`` calls ``torch.cuda.current_device()`` and fails on a
   machine without CUDA: on such machines we replace it with a version that loads to the CPU.
+* distributed training without CUDA (:func:`apply_dist_shims`): ``basicsr.utils.dist_util.init_dist``
+  defaults to NCCL and divides the rank by ``torch.cuda.device_count()``; without CUDA we initialise
+  a gloo process group instead (``parse_options`` imported the function by name, so both references
+  are replaced). ``BaseModel.model_to_device`` wraps DDP with
+  ``device_ids=[torch.cuda.current_device()]``; on a CPU model we wrap without device ids.
 """
 from __future__ import annotations
 
@@ -17,8 +22,12 @@ import importlib
 import importlib.abc
 import importlib.util
 import logging
+import os
 import sys
 import types
+
+__all__ = ["apply_all", "apply_basicsr_shims", "apply_dist_shims", "apply_torchvision_functional_tensor_shim",
+           "install_import_hook"]
 
 log = logging.getLogger(__name__)
 _applied: set[str] = set()
@@ -104,6 +113,56 @@ def apply_basicsr_shims() -> None:
     if not torch.cuda.is_available():
         bt.load_resume_state = _load_resume_state_cpu
     _applied.add("basicsr")
+
+
+def _init_dist_cpu_aware(original):
+    import torch  # torch is imported on first use: ``import ir_prune_plugin`` installs this module's hook
+    import torch.distributed as dist
+
+    def init_dist(launcher: str, backend: str = "nccl", **kwargs):
+        """BasicSR's ``init_dist``, falling back to gloo (no ``set_device``) without CUDA."""
+        if torch.cuda.is_available():
+            return original(launcher, backend=backend, **kwargs)
+        if launcher not in ("pytorch", "slurm"):
+            raise ValueError(f"invalid launcher {launcher!r}; use 'pytorch' or 'slurm'")
+        if launcher == "slurm":
+            os.environ.setdefault("RANK", os.environ.get("SLURM_PROCID", "0"))
+            os.environ.setdefault("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1"))
+            os.environ.setdefault("MASTER_PORT", str(kwargs.pop("port", None) or 29500))
+            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        if not dist.is_initialized():
+            log.info("CUDA unavailable: initialising torch.distributed with the gloo backend")
+            dist.init_process_group(backend="gloo")
+    return init_dist
+
+
+def _model_to_device_cpu_aware(original):
+    from torch.nn.parallel import DistributedDataParallel  # on first use, as above
+
+    def model_to_device(self, net):
+        """BasicSR's ``model_to_device``, wrapping CPU models in DDP without ``device_ids``."""
+        if self.opt.get("dist") and self.device.type == "cpu":
+            net = net.to(self.device)
+            return DistributedDataParallel(
+                net, find_unused_parameters=self.opt.get("find_unused_parameters", False))
+        return original(self, net)
+    model_to_device.__wrapped__ = original
+    return model_to_device
+
+
+def apply_dist_shims() -> None:
+    """Make ``--launcher pytorch|slurm`` work on CPU-only machines (gloo); idempotent."""
+    if "dist" in _applied:
+        return
+    import basicsr.utils.dist_util as dist_util
+    import basicsr.utils.options as options
+    from basicsr.models.base_model import BaseModel
+
+    patched = _init_dist_cpu_aware(dist_util.init_dist)
+    dist_util.init_dist = patched
+    options.init_dist = patched
+    BaseModel.model_to_device = _model_to_device_cpu_aware(BaseModel.model_to_device)
+    _applied.add("dist")
 
 
 def apply_all() -> None:

@@ -18,9 +18,11 @@ from torch.nn.utils import parametrize
 
 from .archs import arch_spec, build_arch
 from .archs.user_class import build_from_class_spec, class_spec
-from .channels.compactor import SITES_ATTR, Compactor, replay_compactors
+from .channels.compactor import replay_compactors
 from .channels.rules.reparam import FUSED_ATTR, fuse_reparam
 from .sparsity.nm import check_n_m
+from .vocabulary import PLAN_ATTR as NM_PLAN_ATTR
+from .vocabulary import SITES_ATTR, Compactor
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load_pruned", "save_pruned"]
 
@@ -28,7 +30,6 @@ log = logging.getLogger(__name__)
 
 FORMAT = "ir-prune-plugin/pruned-model"
 FORMAT_VERSION = 1
-NM_PLAN_ATTR = "irprune_nm_plan"
 
 
 def _check_path(path: Any) -> str:

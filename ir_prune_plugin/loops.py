@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ._inputs import primary_output
+from .compat import apply_basicsr_shims
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def fit(model: nn.Module, data: Dataset | Iterable, steps: int, *, lr: float = 1
 
 
 def _to_img(t: torch.Tensor):
-    from basicsr.utils import tensor2img
+    from basicsr.utils import tensor2img  # basicsr: heavy, imported on first use
 
     return tensor2img(t.detach().cpu(), rgb2bgr=True)
 
@@ -101,10 +102,8 @@ def evaluate(model: nn.Module | None, dataset: Dataset, *, crop_border: int = 0,
 
     ``model=None`` scores the degraded input itself (e.g. the noisy image vs clean).
     """
-    from .compat import apply_basicsr_shims
-
     apply_basicsr_shims()
-    from basicsr.metrics import calculate_psnr, calculate_ssim
+    from basicsr.metrics import calculate_psnr, calculate_ssim  # basicsr: heavy, imported on first use
 
     was_training = model.training if model is not None else False
     if model is not None:

@@ -22,9 +22,11 @@ from ir_prune_plugin.archs import build_arch
 from ir_prune_plugin.channels.history import MOSPHistory, model_fingerprint
 from ir_prune_plugin.channels.mosp import _options_dict
 from ir_prune_plugin.channels.units import UnitGraph
+from ir_prune_plugin.channels.filter_l1 import l1_filter_prune
+from ir_prune_plugin.channels.tp_graph import channel_groups, prune_channels
 from ir_prune_plugin.deploy.onnx_export import export_onnx
-from ir_prune_plugin.integrations.torch_pruning import channel_groups, prune_channels, tp_kwargs
-from ir_prune_plugin.sparsity import AnnealingSchedule, OneShotNM, SRSTEPruner, l1_filter_prune
+from ir_prune_plugin.integrations.torch_pruning import tp_kwargs
+from ir_prune_plugin.sparsity import AnnealingSchedule, OneShotNM, SRSTEPruner
 
 SIZE = (1, 3, 32, 32)
 X = torch.rand(*SIZE, generator=torch.Generator().manual_seed(0))

@@ -82,7 +82,7 @@ def test_good_blocks_parse_to_frozen_config() -> None:
         cfg.budget = 0.1  # frozen
     sls = parse_pruning_block({"method": "sls", "budget": 0.25,
                                "options": {"M": 16, "schedule": {"start": 1.0, "end": 10.0}}})
-    from ir_prune_plugin.integrations.basicsr.methods import sls_options
+    from ir_prune_plugin.integrations.basicsr.options import sls_options
     M, options = sls_options(sls)
     assert M == 16 and options.schedule(1.0) == pytest.approx(10.0)
     with pytest.raises(ValueError, match="pruning:"):
@@ -94,12 +94,12 @@ def test_dist_shims_patch_basicsr_by_explicit_call_only() -> None:
     apply_basicsr_shims()
     import basicsr.utils.options as options
     from basicsr.models.base_model import BaseModel
-    from ir_prune_plugin.integrations.basicsr.shims import apply_dist_shims
+    from ir_prune_plugin.compat import apply_dist_shims
     apply_dist_shims()
     first = (options.init_dist, BaseModel.model_to_device)
     apply_dist_shims()  # idempotent: no double wrapping
     assert (options.init_dist, BaseModel.model_to_device) == first
-    assert options.init_dist.__module__.endswith("basicsr.shims")
+    assert options.init_dist.__module__ == "ir_prune_plugin.compat"
     assert BaseModel.model_to_device.__wrapped__ is not None
 
 

@@ -1,7 +1,7 @@
 """Budget parsing: ratios, percentages, SI/IEC sizes, and clear errors before anything runs."""
 import pytest
 
-from ir_prune_plugin.budget import parse_memory_budget, parse_size
+from ir_prune_plugin.budgets import parse_memory_budget, parse_size
 
 REF = 1_000_000_000  # 1 GB reference peak
 

@@ -11,8 +11,8 @@ from torch.nn.utils import parametrize
 
 from ir_prune_plugin.archs import SIDUNet, build_arch
 from ir_prune_plugin.channels.compactor import insert_compactors
-from ir_prune_plugin.integrations.torch_pruning import (
-    CompactorMagnitudeImportance, prune_channels, tp_kwargs)
+from ir_prune_plugin.channels.tp_graph import prune_channels
+from ir_prune_plugin.integrations.torch_pruning import CompactorMagnitudeImportance, tp_kwargs
 from ir_prune_plugin.io import FORMAT_VERSION, load_pruned, save_pruned
 
 X = torch.rand(1, 3, 16, 16)

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from ir_prune_plugin.archs import arch_spec, build_arch
-from ir_prune_plugin.channels.baselines import estimate_peak, magnitude_prune_to_budget, uniform_width_to_budget
+from ir_prune_plugin.channels.memory_baselines import estimate_peak, magnitude_prune_to_budget, uniform_width_to_budget
 from ir_prune_plugin.channels.compactor import Compactor
 from ir_prune_plugin.channels.mosp import MOSPOptions, MOSPPruner
 from ir_prune_plugin.memory import estimate_peak_memory, measure_peak_memory
@@ -69,8 +69,8 @@ def test_memory_blind_magnitude_meets_budget_without_touching_the_model():
 
 
 def test_linear_peak_model_matches_a_fresh_estimate_after_pruning():
-    from ir_prune_plugin.channels.baselines import LinearPeak
-    from ir_prune_plugin.integrations.torch_pruning import prune_channels
+    from ir_prune_plugin.channels.memory_baselines import LinearPeak
+    from ir_prune_plugin.channels.tp_graph import prune_channels
 
     model = _unet(width=0.25)
     x = torch.rand(1, 3, 32, 32)

@@ -7,7 +7,7 @@ from torch import nn
 
 from ir_prune_plugin.archs import build_arch
 from ir_prune_plugin.sparsity import FitOptions, SLSOptions, SLSPruner, check_nm, layer_macs
-from ir_prune_plugin.sparsity.baselines import OneShotNM, SRSTEPruner
+from ir_prune_plugin.sparsity.nm_baselines import OneShotNM, SRSTEPruner
 
 ARCHS = {
     "edsr": (dict(num_feat=16, num_block=2, upscale=2), 2),

@@ -9,8 +9,8 @@ import torch
 
 from ir_prune_plugin.archs import build_arch
 from ir_prune_plugin.data import SRDataset
-from ir_prune_plugin.sparsity._base import FitOptions
-from ir_prune_plugin.sparsity.baselines import n_for_budget
+from ir_prune_plugin.sparsity import FitOptions
+from ir_prune_plugin.sparsity.nm_baselines import n_for_budget
 from ir_prune_plugin.studies import sls_sweep
 from ir_prune_plugin.studies.sls_study import QUICK, StudyConfig, prune_nm, run_sls_study
 from ir_prune_plugin.studies.sls_sweep import SweepConfig, markdown_tables, run_seed, summarize

@@ -11,9 +11,9 @@ from torch import nn
 
 from ir_prune_plugin.archs import build_arch
 from ir_prune_plugin.channels.compactor import Compactor, insert_compactors
+from ir_prune_plugin.channels.tp_graph import build_dependency_graph, channel_groups, output_layers, prune_channels
 from ir_prune_plugin.integrations.torch_pruning import (
-    CompactorMagnitudeImportance, UnsupportedArchitectureError, build_dependency_graph,
-    channel_groups, output_layers, prune_channels, tp_kwargs)
+    CompactorMagnitudeImportance, UnsupportedArchitectureError, tp_kwargs)
 
 X16 = torch.rand(1, 3, 16, 16)
 

@@ -6,7 +6,8 @@ from typing import Any, Callable
 
 from torch import nn
 
-SPEC_ATTR = "irprune_arch"
+from ..compat import apply_basicsr_shims
+from ..vocabulary import SPEC_ATTR
 
 
 def _ours(cls_name: str) -> Callable[..., nn.Module]:
@@ -17,8 +18,7 @@ def _ours(cls_name: str) -> Callable[..., nn.Module]:
 
 def _basicsr(module: str, cls_name: str, defaults: dict[str, Any]) -> Callable[..., nn.Module]:
     def build(**kw: Any) -> nn.Module:
-        from ..compat import apply_basicsr_shims
-        apply_basicsr_shims()
+        apply_basicsr_shims()  # basicsr's archs are imported only when one is built (heavy)
         cls = getattr(importlib.import_module(f"basicsr.archs.{module}"), cls_name)
         return cls(**{**defaults, **kw})
     return build

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import check_width, pad_to_multiple
+from ..vocabulary import pad_to_multiple
+from ._common import check_width
 
 
 class ResConvBlock(nn.Module):

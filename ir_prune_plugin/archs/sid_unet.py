@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_width, pad_to_multiple
+from ..vocabulary import pad_to_multiple
+from ._common import check_width
 
 
 def _double_conv(cin: int, cout: int) -> nn.Sequential:

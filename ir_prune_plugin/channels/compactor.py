@@ -1,4 +1,5 @@
-"""The MOSP compactor: a 1x1 convolution on a skip connection, identity at insertion."""
+"""Inserting MOSP compactors (:class:`~ir_prune_plugin.vocabulary.Compactor`, identity 1x1 convs) on
+skip connections by rewriting a torch.fx graph, and replaying recorded sites on a fresh build."""
 from __future__ import annotations
 
 import copy
@@ -9,45 +10,17 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.fx as fx
-import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .._inputs import check_example_inputs
-from .capture import trace_repairing
 from ..archs.user_class import INIT_KWARGS_ATTR, SOURCE_CLASS_ATTR, read_init_kwargs
+from ..vocabulary import SITES_ATTR, Compactor, as_tuple, pad_to_multiple
+from .capture import trace_repairing
+
+__all__ = ["CompactorGraphModule", "SkipSite", "find_skip_connections", "insert_compactors", "replay_compactors"]
 
 log = logging.getLogger(__name__)
-
-
-class Compactor(nn.Module):
-    """1x1 conv (no bias) initialised to the identity; its output channels prune on their own.
-
-    ``weight`` has shape ``(out_channels, in_channels, 1, 1)``; at insertion
-    ``out_channels == in_channels == channels`` and the output equals the input.
-    """
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels <= 0:
-            raise ValueError(f"channels must be a positive int, got {channels!r}")
-        self.weight = nn.Parameter(torch.eye(channels).reshape(channels, channels, 1, 1))
-
-    @property
-    def in_channels(self) -> int:
-        """Channels of the skip tensor it reads."""
-        return self.weight.shape[1]
-
-    @property
-    def out_channels(self) -> int:
-        """Channels it passes on (fewer once pruned)."""
-        return self.weight.shape[0]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight)
-
-    def extra_repr(self) -> str:
-        return f"{self.in_channels} -> {self.out_channels}"
 
 
 # --------------------------------------------------------------------------- insertion
@@ -59,7 +32,6 @@ class Compactor(nn.Module):
 # torch.export. Tracing repairs what third-party nets need (see :mod:`.capture`): attributes
 # assigned in forward, shape checks in blocks or helper functions become opaque leaves.
 
-SITES_ATTR = "irprune_compactors"
 _CONCAT_TARGETS = {torch.cat, torch.concat, torch.concatenate}
 _ADD_TARGETS = {operator.add, operator.iadd, torch.add}
 _ADD_METHODS = {"add", "add_"}
@@ -109,8 +81,7 @@ class CompactorGraphModule(fx.GraphModule):
 
 
 def _trace(model: nn.Module, leaf_functions: Sequence[Callable[..., Any]] = ()) -> fx.Graph:
-    from ..archs._common import pad_to_multiple  # shape-dependent padding: keep it opaque
-    return trace_repairing(model, (pad_to_multiple, *leaf_functions))
+    return trace_repairing(model, (pad_to_multiple, *leaf_functions))  # shape-dependent padding: opaque
 
 
 def _merge_kind(node: fx.Node) -> str | None:
@@ -225,7 +196,7 @@ def _rewrite(model: nn.Module, graph: fx.Graph, sites: Sequence[SkipSite]) -> Co
 def find_skip_connections(model: nn.Module, example_inputs: Any, *,
                           leaf_functions: Sequence[Callable[..., Any]] = ()) -> list[SkipSite]:
     """All skip connections of a traceable model: tensors also consumed by a later concat/add."""
-    inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+    inputs = as_tuple(example_inputs)
     work = copy.deepcopy(model).eval()
     graph = _trace(work, leaf_functions)
     with torch.no_grad():

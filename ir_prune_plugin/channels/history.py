@@ -47,7 +47,7 @@ class StepRecord:
 
 @dataclass
 class MOSPHistory:
-    """Run header (budget, options) plus the step records, in order."""
+    """Run header (budget, options) plus the step records, in order: MOSP's plan, in plain containers."""
 
     budget_bytes: int
     original_peak_bytes: int
@@ -57,6 +57,10 @@ class MOSPHistory:
     final_peak_bytes: int | None = None
     version: int = HISTORY_VERSION
     model: dict[str, Any] | None = None   #: :func:`model_fingerprint` of the model it was made on
+    #: compactor sites inserted before pruning and the layers kept whole (output layers included):
+    #: what :func:`~ir_prune_plugin.channels.plan_apply.apply_history` needs to replay the plan
+    compactor_sites: list[dict[str, Any]] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain containers only (JSON-ready)."""

@@ -25,18 +25,24 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._inputs import check_example_inputs, model_dtype, primary_output
-from ..budget import BudgetLike, format_bytes, parse_memory_budget
+from ..budgets import BudgetLike, parse_memory_budget
+from ..memory import estimate_peak_memory
+from ..memory.groups import GroupCost
+from ..vocabulary import SITES_ATTR, format_bytes
+from .compactor import insert_compactors
 from .deadline import time_limit
 from .history import MOSPHistory, StepRecord, check_history_path, check_resume, model_fingerprint
+from .lp import floor_sensitivities, solve_memory_lp
+from .plan_apply import replay_history
 from .rules.reparam import fuse_reparam
 from .safety import check_forward
-from .lp import floor_sensitivities, solve_memory_lp
 from .sensitivity import Evaluator, call_evaluate, measure_sensitivities
-from .units import UnitGraph, output_layers
+from .tp_graph import UnsupportedArchitectureError, output_layers
+from .units import UnitGraph
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MOSPOptions", "MOSPPruner", "GroupCost", "group_costs"]
+__all__ = ["MOSPOptions", "MOSPPruner", "check_finetuned", "group_costs"]
 
 Finetune = Callable[[nn.Module], "nn.Module | None"]
 
@@ -94,23 +100,8 @@ class MOSPOptions:
             raise TypeError(f"output_fn must be a callable (output -> tensor) or None, got {self.output_fn!r}")
 
 
-@dataclass(frozen=True)
-class GroupCost:
-    """A memory group as a linear function of unit widths: ``fixed + sum(per_unit[u] * width[u])``."""
-
-    step: int
-    layers: tuple[str, ...]
-    fixed: int
-    per_unit: dict[str, int]
-
-    def bytes(self, widths: dict[str, int]) -> int:
-        """Group bytes at the given unit widths."""
-        return self.fixed + sum(b * widths[u] for u, b in self.per_unit.items())
-
-
 def _profile(model: nn.Module, size: Sequence[int]) -> Any:
     """Peak-memory profile at ``size``, in the dtype of the model's weights (fp16/bf16 halve it)."""
-    from ..memory import estimate_peak_memory  # noqa: PLC0415  (memory imports channels.compactor)
     return estimate_peak_memory(model, torch.empty(tuple(size), device="meta", dtype=model_dtype(model)))
 
 
@@ -185,29 +176,36 @@ class MOSPPruner:
         model = copy.deepcopy(model)
         fuse_reparam(model)   # prune re-parameterised blocks in their deploy form (same eval output)
         reference = copy.deepcopy(model)
-        self.original_peak = int(_profile(reference, options.memory_input_size).peak_bytes)
+        profile = _profile(reference, options.memory_input_size)
+        self.original_peak = int(profile.peak_bytes)
         self.budget_bytes = parse_memory_budget(memory_budget, self.original_peak)
         self.model_key = model_fingerprint(model)
+        self._strict_resume = strict_resume
         if resume is not None:
             check_resume(resume, self.model_key, _options_dict(options), self.budget_bytes, strict=strict_resume)
+        self._default_evaluate = evaluate is None
         self.evaluate = evaluate if evaluate is not None else \
             _distortion_loss(reference, example_inputs, options.output_fn)
 
         work = _with_compactors(model, example_inputs) if options.compactors else copy.deepcopy(model)
-        self.compactor_sites = list(getattr(work, "irprune_compactors", []) or [])
+        self.compactor_sites = list(getattr(work, SITES_ATTR, []) or [])
         with time_limit(f"MOSP's channel analysis of {type(model).__name__}"):
             self.ignored = tuple(dict.fromkeys(options.ignored_layers + tuple(output_layers(work, example_inputs))))
             graph = UnitGraph(work, example_inputs, self.ignored)
         self._shapes = graph.shapes
         if not graph.units:
-            from ..integrations.torch_pruning import UnsupportedArchitectureError  # noqa: PLC0415
             left = "; ".join(f"{r}: {why}" for r, why in sorted(graph.refused.items()))
             raise UnsupportedArchitectureError(
                 "the model has no prunable layer (no channel group of Conv/ConvTranspose/Linear/Compactor outside "
                 f"ignored layers {list(self.ignored)}" + (f"; left alone: {left}" if left else "")
                 + "); nothing for MOSP to prune")
         self.min_widths = {r: self._min_width(u.width) for r, u in graph.units.items()}
-        costs = group_costs(_profile(work, options.memory_input_size), graph)
+        if getattr(work, SITES_ATTR, None) and not getattr(model, SITES_ATTR, None):
+            profile = _profile(work, options.memory_input_size)  # compactors were inserted: re-profile
+        # Group bytes are linear in the widths with fixed coefficients (spatial sizes do not change),
+        # so this one profile serves the whole run (re-taken only to confirm the end).
+        costs = group_costs(profile, graph)
+        self._costs, self._start_peak = costs, int(profile.peak_bytes)
         self.reachable_bytes = max(c.bytes(self.min_widths) for c in costs)
         if self.budget_bytes < self.reachable_bytes:
             raise ValueError(self._unreachable(memory_budget, graph, costs))
@@ -219,7 +217,32 @@ class MOSPPruner:
 
     def _new_history(self) -> MOSPHistory:
         return MOSPHistory(self.budget_bytes, self.original_peak, _options_dict(self.options),
-                           model=self.model_key)
+                           model=self.model_key, compactor_sites=[dict(s) for s in self.compactor_sites],
+                           ignored=list(self.ignored))
+
+    def reset_weights(self, model: nn.Module) -> None:
+        """Start the next :meth:`prune` from ``model``'s current weights (the same architecture, e.g.
+        after more training) without building the pruner again; the default ``evaluate`` follows."""
+        missing, unexpected = self._work.load_state_dict(model.state_dict(), strict=False)
+        missing = [k for k in missing if not k.startswith("compactors.")]
+        if missing or unexpected:
+            raise ValueError(f"model does not fit this pruner: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        if self._default_evaluate:
+            self.evaluate = _distortion_loss(copy.deepcopy(model), self.example_inputs, self.options.output_fn)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """The plan so far (the history of removals, plain containers): save it to resume or apply."""
+        return {"history": self.history.to_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from :meth:`state_dict`: the next :meth:`prune` replays its removals, then continues."""
+        if not isinstance(state, dict) or "history" not in state:
+            raise TypeError(f"state must be a dict from MOSPPruner.state_dict(), got {type(state).__name__}")
+        history = MOSPHistory.from_dict(state["history"])
+        check_resume(history, self.model_key, _options_dict(self.options), self.budget_bytes,
+                     strict=self._strict_resume)
+        self._resume = history
 
     def _unreachable(self, memory_budget: BudgetLike, graph: UnitGraph, costs: list[GroupCost]) -> str:
         """Why the budget is out of reach, naming the option that binds."""
@@ -273,25 +296,15 @@ class MOSPPruner:
         return model
 
     def _replay(self, model: nn.Module, history: MOSPHistory, progress: bool) -> nn.Module:
-        for rec in tqdm(history.records, desc="MOSP replay", leave=False, disable=not progress):
-            graph = UnitGraph(model, self.example_inputs, self.ignored)
-            unknown = [r for r in rec.removed if r not in graph.units]
-            if unknown:
-                raise ValueError(f"history step {rec.outer}.{rec.inner} names units {unknown} "
-                                 "that this model does not have (different arch or options?)")
-            graph.remove(rec.removed, strict=True)
-            self.history.records.append(rec)
+        model = replay_history(model, history, self.example_inputs, self.ignored, progress=progress)
+        self.history.records.extend(history.records)
         return model
 
     def _run(self, model: nn.Module, history_file: Any, progress: bool) -> nn.Module:
         opts = self.options
         step = opts.round_to or 1
         graph = UnitGraph(model, self.example_inputs, self.ignored)
-        profile = _profile(model, opts.memory_input_size)
-        # Group bytes are linear in the widths with fixed coefficients (spatial sizes do not
-        # change), so one profile serves every outer step; it is re-taken to confirm the end.
-        costs = group_costs(profile, graph)
-        start_peak = int(profile.peak_bytes)
+        costs, start_peak = self._costs, self._start_peak  # the constructor's profile (same graph)
         total_mb = max(start_peak - self.budget_bytes, 0) / 2 ** 20
         bar = tqdm(total=round(total_mb, 2), desc="MOSP", unit="MiB", leave=False, disable=not progress)
         outer = max((r.outer for r in self.history.records), default=-1) + 1
@@ -377,8 +390,6 @@ class MOSPPruner:
 def _with_compactors(model: nn.Module, example_inputs: Any) -> nn.Module:
     """A copy of ``model`` with compactors on its long skips; an fx-untraceable model (BasicSR's
     EDSR/RCAN/RRDBNet, whose skips are short residual adds) is copied without them, with a warning."""
-    from .compactor import SITES_ATTR, insert_compactors  # noqa: PLC0415
-
     if getattr(model, SITES_ATTR, None):   # already adapted (e.g. a saved MOSP model): keep them
         return copy.deepcopy(model)
     try:

@@ -1,7 +1,7 @@
 """Prunable channel units for MOSP: Torch-Pruning coupled groups, their masks and their removal.
 
 A *unit* is one Torch-Pruning group rooted at a layer's output channels (built with the
-project's rules in :mod:`ir_prune_plugin.integrations.torch_pruning`): every layer whose output
+engine's rules in :mod:`.tp_rules` / :mod:`.tp_graph`): every layer whose output
 channels go with the root's (residual adds couple several; a conv feeding a PixelShuffle loses
 ``r*r`` channels per root channel) plus the consumers whose input channels follow. MOSP decides
 how many channels each unit loses; Torch-Pruning does the surgery.
@@ -15,14 +15,16 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..integrations import torch_pruning as tpi
+from torch_pruning import ops
+
 from .deadline import time_limit
 from .rules.mixing import mixing_ops
 from .safety import prune_group_checked, reference_shapes
+from .tp_graph import build_dependency_graph, requires_grad_kept
+from .tp_rules import ROOT_MODULE_TYPES, CompactorMagnitudeImportance
 
-__all__ = ["Unit", "UnitGraph", "output_layers", "PRUNABLE_TYPES"]
+__all__ = ["KeptChannels", "Unit", "UnitGraph"]
 
-PRUNABLE_TYPES = tuple(tpi.ROOT_MODULE_TYPES)
 
 
 @dataclass(frozen=True)
@@ -35,11 +37,6 @@ class Unit:
     width: int
 
 
-def output_layers(model: nn.Module, example_inputs: Any) -> list[str]:
-    """Names of the layers whose output channels reach the network output (kept at full width)."""
-    return tpi.output_layers(model, example_inputs)
-
-
 class UnitGraph:
     """Torch-Pruning dependency graph of ``model`` with MOSP's units, masking and removal."""
 
@@ -50,19 +47,19 @@ class UnitGraph:
         modules = dict(model.named_modules())
         unknown = [n for n in ignored if n not in modules]
         if unknown:
-            known = [n for n, m in modules.items() if isinstance(m, PRUNABLE_TYPES)]
+            known = [n for n, m in modules.items() if isinstance(m, ROOT_MODULE_TYPES)]
             raise ValueError(f"ignored layers {unknown} are not modules of the model; "
                              f"prunable layers are e.g. {known[:12]}")
         self.names = {m: n for n, m in modules.items()}
-        self.dg = tpi.build_dependency_graph(model, example_inputs, check=check)
+        self.dg = build_dependency_graph(model, example_inputs, check=check)
         ignored_mods = [modules[n] for n in ignored]
         self.units: dict[str, Unit] = {}
         #: channel groups left alone, root -> reason: they pass through a channel-mixing op (not
         #: units at all), or removing their channels broke the forward pass (rolled back)
         self.refused: dict[str, str] = {}
         with time_limit(f"Torch-Pruning's channel groups of {type(model).__name__}"):
-            for group in self.dg.get_all_groups(ignored_layers=ignored_mods, root_module_types=PRUNABLE_TYPES):
-                if any(item.dep.target.type == tpi.ops.OPTYPE.OUTPUT for item in group):
+            for group in self.dg.get_all_groups(ignored_layers=ignored_mods, root_module_types=ROOT_MODULE_TYPES):
+                if any(item.dep.target.type == ops.OPTYPE.OUTPUT for item in group):
                     continue
                 root = group[0].dep.target.module
                 mixing = mixing_ops(group)
@@ -76,7 +73,7 @@ class UnitGraph:
                     if self.dg.is_out_channel_pruning_fn(item.dep.handler) and m in self.names:
                         layers[self.names[m]] = max(layers.get(self.names[m], 0), len(item.idxs) // max(width, 1))
                 self.units[self.names[root]] = Unit(self.names[root], layers, width)
-        self._imp = tpi.CompactorMagnitudeImportance(p=2)
+        self._imp = CompactorMagnitudeImportance(p=2)
         self.shapes = reference_shapes(model, example_inputs)  #: output shapes to keep, per mode
 
     def widths(self) -> dict[str, int]:
@@ -121,28 +118,62 @@ class UnitGraph:
             for h in handles:
                 h.remove()
 
-    def remove(self, plan: Mapping[str, Sequence[int]], *, strict: bool = False) -> dict[str, list[int]]:
+    def remove(self, plan: Mapping[str, Sequence[int]], *, strict: bool = False,
+               kept: KeptChannels | None = None) -> dict[str, list[int]]:
         """Physically remove output channels ``{root: idxs}`` of this graph's model, in place.
 
         Each unit's removal is forward-checked (eval and train mode, output shapes kept); a
         removal that breaks the forward is rolled back, the unit is recorded in ``refused``
         (and left alone from then on) and, with ``strict``, :class:`BrokenForwardError` is
-        raised. Returns what was removed.
+        raised. Returns what was removed; ``kept`` (optional) follows every layer's surviving
+        channels in its original numbering.
         """
         unknown = [root for root in plan if root not in self.units]
         if unknown:
             raise ValueError(f"{unknown[0]!r} is not a prunable unit root; units: {sorted(self.units)[:12]}")
         done: dict[str, list[int]] = {}
-        with tpi.requires_grad_kept(self.model):
+        with requires_grad_kept(self.model):
             for root, idxs in plan.items():   # one group at a time: concat offsets change as we go
                 if not len(idxs) or root in self.refused:
                     continue
                 idxs = [int(i) for i in idxs]
+                planned = self.group(root, idxs) if kept is not None else None
                 if prune_group_checked(self.model, self.example_inputs, self.dg, lambda: self.group(root, idxs), root,
                                        f"removing {len(idxs)} channels of unit {root!r}", self.shapes,
                                        self.refused, strict=strict):
                     done[root] = idxs
+                    if planned is not None:
+                        kept.record(self, planned)
         return done
+
+
+@dataclass
+class KeptChannels:
+    """Surviving output (``out``) and input (``inp``) channels per layer, in original numbering."""
+
+    out: dict[str, list[int]]
+    inp: dict[str, list[int]]
+
+    @classmethod
+    def of(cls, model: nn.Module) -> "KeptChannels":
+        """Every channel of every weighted layer of ``model``."""
+        out, inp = {}, {}
+        for name, m in model.named_modules():
+            w = getattr(m, "weight", None)
+            if isinstance(w, torch.Tensor) and w.dim() >= 2:
+                o, i = (1, 0) if isinstance(m, nn.modules.conv._ConvTransposeNd) else (0, 1)
+                out[name], inp[name] = list(range(w.shape[o])), list(range(w.shape[i] * getattr(m, "groups", 1)))
+        return cls(out, inp)
+
+    def record(self, graph: UnitGraph, group: Any) -> None:
+        """Drop the channels ``group`` removes (indices in each layer's current numbering)."""
+        for dep, idxs in group:
+            name = graph.names.get(dep.target.module)
+            if name is None or name not in self.out:
+                continue
+            table = self.out if graph.dg.is_out_channel_pruning_fn(dep.handler) else self.inp
+            gone = set(int(i) for i in idxs)
+            table[name] = [c for k, c in enumerate(table[name]) if k not in gone]
 
 
 def _zeroer(index: torch.Tensor, dim: int):

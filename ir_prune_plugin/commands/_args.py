@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import re
 from pathlib import Path
 from typing import Any, Callable
 
-from .._inputs import parse_hw
+from ..budgets import check_memory_budget, parse_macs_budget
+from ..vocabulary import parse_hw
 
 __all__ = ["existing_file", "hw_size", "int_at_least", "json_object", "macs_ratio", "memory_budget",
            "output_file"]
@@ -53,50 +52,21 @@ def hw_size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-_NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
-
-
-def _ratio(text: str) -> float | None:
-    """``'0.5'`` or ``'50%'`` -> 0.5; None when ``text`` is neither a plain number nor a percentage."""
-    t = text.strip()
-    if t.endswith("%") and _NUMBER.match(t[:-1]):
-        return float(t[:-1]) / 100.0
-    if _NUMBER.match(t) and not re.fullmatch(r"\s*\d+\s*", t):
-        return float(t)
-    return None
-
-
-def memory_budget(text: str) -> float | int | str:
-    """A MOSP budget: a ratio of the dense peak (``0.5``, ``'50%'``), int bytes or a size (``'384MB'``)."""
-    from ..budget import parse_size
-
-    hint = "a ratio in (0, 1) such as 0.5, a percentage such as 50%, bytes, or a size such as 384MB"
-    ratio = _ratio(text)
-    if ratio is not None:
-        if not (math.isfinite(ratio) and 0 < ratio < 1):
-            raise argparse.ArgumentTypeError(f"must be {hint}; got {text!r}")
-        return ratio
-    if re.fullmatch(r"\s*\d+\s*", text):
-        if int(text) < 1:
-            raise argparse.ArgumentTypeError(f"must be {hint}; got {text!r}")
-        return int(text)
+def memory_budget(text: str) -> str:
+    """A MOSP budget, checked as :mod:`ir_prune_plugin.budgets` reads it everywhere: a ratio of the
+    dense peak (``0.5``, ``'50%'``), bytes (``40000000``) or a size (``'384MB'``)."""
     try:
-        parse_size(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be {hint}; got {text!r}") from None
-    return text
+        return check_memory_budget(text)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def macs_ratio(text: str) -> float:
     """An SLS budget: the kept share of the prunable MACs, ``0.25`` or ``'25%'``."""
-    ratio = _ratio(text)
-    if ratio is None and re.fullmatch(r"\s*\d+\s*", text):
-        ratio = float(text)
-    if ratio is None or not (math.isfinite(ratio) and 0 < ratio < 1):
-        raise argparse.ArgumentTypeError(
-            f"must be the kept share of the prunable MACs, a ratio in (0, 1) such as 0.25 or a "
-            f"percentage such as 25%; got {text!r}")
-    return ratio
+    try:
+        return parse_macs_budget(text, name="the kept share of the prunable MACs")
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; got {text!r}") from None
 
 
 def existing_file(text: str) -> Path:

@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``irprune demo``; returns the exit code."""
     from ..demo import DemoConfig, run_demo
-    from ..demo.report import table
+    from ..demo.render import table
 
     preset = "quick" if args.quick else "full" if args.full else "default"
     cfg = DemoConfig.preset_named(preset, seed=args.seed)

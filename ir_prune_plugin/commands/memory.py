@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..vocabulary import format_bytes
 from ._args import hw_size, int_at_least, json_object, output_file
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -80,7 +81,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the peak, the top groups and the tensors at the peak; optionally plot/measure."""
-    from ..memory import TraceError, estimate_peak_memory, fmt_mb, measure_both
+    from ..memory import TraceError, estimate_peak_memory, measure_both
 
     h, w = args.size
     if args.measure and args.dtype != "float32":
@@ -105,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
                               "peak_step": profile.peak_step, "steps": len(profile.steps)}
     if args.measure:
         measured = measure_both(model, torch.rand(shape))
-        print(f"measured: scheduled {fmt_mb(measured.scheduled)}, eager (as written) "
-              f"{fmt_mb(measured.eager)} (+{fmt_mb(measured.eager_overhead)} held by Python locals)")
+        print(f"measured: scheduled {format_bytes(measured.scheduled)}, eager (as written) "
+              f"{format_bytes(measured.eager)} (+{format_bytes(measured.eager_overhead)} held by Python locals)")
         result.update(measured_scheduled=measured.scheduled, measured_eager=measured.eager)
     if args.plot is not None:
         title = f"{name}: live activations of one forward, input HxW {h}x{w}, batch {args.batch}, {args.dtype}"

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import DenoiseDataset
     from ..demo import DemoConfig
-    from ..demo.pretrain import weights_name
+    from ..workloads.pretrained import weights_name
     from ..demo.run import study_config
     from ..loops import evaluate
     from ..studies.mosp_study import denoise_key, dense_unet, uniform_unet

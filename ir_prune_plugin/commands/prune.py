@@ -66,7 +66,7 @@ def _load(args: argparse.Namespace):
     """The network to prune, from --model or --arch (+ --weights); errors name the flag and file."""
     import torch
 
-    from .. import load_pruned
+    from ..io import load_pruned
     from ..archs import build_arch
 
     if args.model is not None:
@@ -98,8 +98,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``irprune prune``; returns the exit code."""
     import torch
 
-    from .. import save_pruned
-    from ..channels.compactor import Compactor
+    from ..io import save_pruned
+    from ..vocabulary import Compactor
     from ..loops import evaluate, fit
     from ..macs import count_params
 
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         pruner.fit(train, args.steps, FitOptions(progress=progress))
         pruned = pruner.finalize()
-        from ..sparsity.macs import kept_params
+        from ..sparsity.masks import kept_params
 
         extra = {"kept_macs_ratio": pruner.kept_ratio(), "params_after_nm_effective": int(kept_params(pruned, pruner.plan)),
                  "plan": {k: f"{n}:{m}" for k, (n, m) in pruner.plan.items()},

@@ -24,7 +24,7 @@ def render_any(run_dir: Path) -> Path:
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{str(run_dir)!r} is not a folder; RUN_DIR holds one of: " + "; ".join(KINDS))
     if (run_dir / "results.json").is_file():
-        from ..demo.report import render
+        from ..demo.render import render
         return render(run_dir)
     if (run_dir / "sweep_results.json").is_file():
         from ..integrations.nni.sweep_report import render_sweep

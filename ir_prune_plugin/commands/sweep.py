@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .._inputs import format_hw
+from ..vocabulary import format_hw
 from ._args import existing_file, hw_size, int_at_least, json_object
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..compat import apply_basicsr_shims
+
 SCALES = (2, 3, 4)
 
 
@@ -24,10 +26,8 @@ def check_scale(scale: int) -> int:
 
 def add_noise(img: np.ndarray, sigma: float, seed: int) -> np.ndarray:
     """Additive Gaussian noise (BasicSR's ``add_gaussian_noise``) on an HWC float image in [0,1]."""
-    from ..compat import apply_basicsr_shims
-
     apply_basicsr_shims()
-    from basicsr.data.degradations import add_gaussian_noise
+    from basicsr.data.degradations import add_gaussian_noise  # basicsr: heavy, imported on first use
 
     state = np.random.get_state()  # BasicSR draws from numpy's global RNG: seed it locally
     try:
@@ -39,10 +39,8 @@ def add_noise(img: np.ndarray, sigma: float, seed: int) -> np.ndarray:
 
 def bicubic_down(img: np.ndarray, scale: int) -> np.ndarray:
     """MATLAB-style bicubic downscaling (BasicSR's ``imresize``) of an HWC float image in [0,1]."""
-    from ..compat import apply_basicsr_shims
-
     apply_basicsr_shims()
-    from basicsr.utils.matlab_functions import imresize
+    from basicsr.utils.matlab_functions import imresize  # basicsr: heavy, imported on first use
 
     return np.clip(imresize(img, 1.0 / scale), 0, 1).astype(np.float32)
 

@@ -46,7 +46,7 @@ def load_split(split: str) -> list[np.ndarray]:
 
 def load_folder(folder: str | Path) -> list[np.ndarray]:
     """All images (png/jpg/bmp/tif) of a folder as RGB uint8 arrays, sorted by file name."""
-    from PIL import Image
+    from PIL import Image  # Pillow: only for writing images
 
     path = Path(folder)
     if not path.is_dir():

@@ -13,13 +13,13 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..budgets import parse_macs_budget
 from ..channels.mosp import MOSPOptions, MOSPPruner
 from ..io import load_pruned, save_pruned
 from ..loops import evaluate, fit
-from ..macs import count_params
+from ..macs import count_params, kept_macs, layer_macs
 from ..memory import estimate_peak_memory, measure_peak_memory
 from ..sparsity import FitOptions, SLSOptions, SLSPruner, check_nm
-from ..sparsity.macs import kept_macs, layer_macs
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,11 @@ def combined_prune(dense: nn.Module, train: Dataset, val: Dataset, out: Path, *,
     target_total = macs_budget * dense_macs
     other = sls.macs()["model_dense"] - sls.macs()["prunable_dense"]
     ratio = (target_total - other) / sls.macs()["prunable_dense"]
-    if not 1.0 / M <= ratio < 1.0:
+    try:  # the budget >= 1/M rule, as everywhere
+        ratio = parse_macs_budget(ratio, M, name="the N:M layers' MACs share")
+    except ValueError as exc:
         raise ValueError(f"after MOSP, a MACs budget of {macs_budget} of the dense model needs the N:M layers "
-                         f"at {ratio:.3f} of their MACs, outside [1/M, 1); choose a different macs_budget")
+                         f"at {ratio:.3f} of their MACs ({exc}); choose a different macs_budget") from None
     sls = SLSPruner(narrowed, torch.zeros(small), ratio, M=M,
                     options=SLSOptions(search_steps=max(half // 2, 1), refresh_every=max(half // 4, 1)))
     sls.fit(train, half, FitOptions(lr=2e-4, batch_size=batch_size, seed=seed, progress=progress))

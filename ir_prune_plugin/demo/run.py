@@ -18,9 +18,10 @@ import torch
 from ..data import DenoiseDataset
 from ..loops import evaluate
 from ..macs import count_macs, count_params
-from .config import DemoConfig, default_cache_dir
-from .figures import image_strip
-from .report import render
+from .presets import DemoConfig
+from ..workloads.figures import image_strip
+from ..workloads.pretrained import default_cache_dir, pretrained
+from .render import render
 
 if TYPE_CHECKING:
     from ..studies.mosp_study import MOSPStudyConfig

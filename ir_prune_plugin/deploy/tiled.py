@@ -18,11 +18,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..budget import BudgetLike, format_bytes, parse_memory_budget
+from ..budgets import BudgetLike, parse_memory_budget
 from ..memory import estimate_peak_memory
 from ..memory.measure import run_scheduled
 from ..memory.trace import export_graph
 from ..tiling import TileOptions, run_tiled, tile_grid
+from ..vocabulary import format_bytes
 
 __all__ = ["TilePlan", "TiledRestorer", "receptive_radius"]
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from .estimate import estimate_peak_memory
 from .measure import LiveBytesTracker, MeasuredMemory, measure_both, measure_peak_memory, run_scheduled
-from .profile import MemoryProfile, PruningGroup, Step, TensorRecord, fmt_mb
+from .profile import MemoryProfile, PruningGroup, Step, TensorRecord
 from .trace import TraceError
 
 __all__ = ["LiveBytesTracker", "MeasuredMemory", "MemoryProfile", "PruningGroup", "Step",
-           "TensorRecord", "TraceError", "estimate_peak_memory", "fmt_mb", "measure_both",
+           "TensorRecord", "TraceError", "estimate_peak_memory", "measure_both",
            "measure_peak_memory", "run_scheduled"]

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.fx import Node
 
+from ..vocabulary import CHANNEL_PRUNABLE_TYPES, out_channels
 from .liveness import module_path, op_name, tensor_leaves
 
 
@@ -74,18 +75,6 @@ _REDUCE = {"mean", "sum", "amax", "amin", "var", "std", "var_mean", "std_mean", 
 _IGNORED = {"getitem", "sym_size", "sym_numel", "sym_stride", "_assert_tensor_metadata"}
 
 
-def prunable_types() -> tuple[type, ...]:
-    """Layer types whose output channels MOSP prunes."""
-    from ..channels.compactor import Compactor  # lazy: channels/ may import memory/
-    return (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
-            nn.ConvTranspose3d, nn.Linear, Compactor)
-
-
-def out_channels(module: nn.Module) -> int:
-    """Number of output channels (features) of a prunable layer."""
-    return int(module.out_features if isinstance(module, nn.Linear) else module.out_channels)
-
-
 def _val(node: Any) -> torch.Tensor | None:
     v = node.meta.get("val") if isinstance(node, Node) else None
     return v if isinstance(v, torch.Tensor) else None
@@ -122,7 +111,7 @@ class ChannelPropagator:
 
     def __init__(self, modules: dict[str, nn.Module]) -> None:
         self.modules = modules
-        self.types = prunable_types()
+        self.types = CHANNEL_PRUNABLE_TYPES
         self.maps: dict[Node, list[ChannelMap | None]] = {}
         self.parent: dict[str, str] = {}
         self.pinned: set[str] = set()

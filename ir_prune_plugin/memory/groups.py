@@ -2,10 +2,39 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
+from typing import Mapping
 
 from .channel_rules import ChannelMap, ChannelPropagator
 from .liveness import Liveness, StorageInfo
 from .profile import PruningGroup
+
+__all__ = ["GroupCost", "build_groups", "storage_share"]
+
+
+@dataclass(frozen=True)
+class GroupCost:
+    """A pruning group's bytes as a linear function of widths: ``fixed + sum(per_unit[u] * width[u])``.
+
+    The one model of "peak as a linear function of widths": spatial sizes do not change when
+    channels go, so one profile prices every candidate of the same graph. ``per_unit`` is keyed by
+    layer (:meth:`from_group`) or by channel-group root (MOSP's units).
+    """
+
+    step: int
+    layers: tuple[str, ...]
+    fixed: int
+    per_unit: dict[str, int]
+
+    @classmethod
+    def from_group(cls, group: PruningGroup) -> "GroupCost":
+        """The group's cost in its layers' output widths."""
+        return cls(int(group.step), tuple(group.layers), int(group.fixed_bytes),
+                   {layer: int(b) for layer, b in zip(group.layers, group.bytes_per_channel)})
+
+    def bytes(self, widths: Mapping[str, int]) -> int:
+        """Group bytes at the given widths."""
+        return self.fixed + sum(b * widths[u] for u, b in self.per_unit.items())
 
 
 def storage_share(info: StorageInfo, m: ChannelMap | None) -> tuple[Counter, int]:

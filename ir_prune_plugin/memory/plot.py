@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .profile import MB, fmt_mb
+from ..vocabulary import MIB, format_bytes
 
 if TYPE_CHECKING:
     from .profile import MemoryProfile
@@ -20,7 +20,7 @@ def plot_timeline(profile: "MemoryProfile", path: str | Path, *, title: str | No
     if path.suffix.lower() != ".png":
         raise ValueError(f"plot path must end in .png, got {str(path)!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    mb = [b / MB for b in profile.timeline]
+    mb = [b / MIB for b in profile.timeline]
     fig, ax = plt.subplots(figsize=(9, 4), dpi=110)
     try:
         ax.step(range(len(mb)), mb, where="mid", color="tab:blue", lw=1.4, label="live activations")
@@ -28,7 +28,7 @@ def plot_timeline(profile: "MemoryProfile", path: str | Path, *, title: str | No
         p = profile.peak_step
         s = profile.steps[p]
         ax.plot([p], [mb[p]], "o", color="tab:red",
-                label=f"peak {fmt_mb(profile.peak_bytes)} at step {p} ({s.op} in '{s.module or '<root>'}')")
+                label=f"peak {format_bytes(profile.peak_bytes)} at step {p} ({s.op} in '{s.module or '<root>'}')")
         ax.axvline(p, color="tab:red", ls="--", lw=0.8)
         ax.set_xlabel("execution step (exported graph order)")
         ax.set_ylabel("live activation memory (MiB)")

@@ -7,18 +7,14 @@ from typing import Any
 
 import torch
 
-MB = 2 ** 20
+from ..vocabulary import format_bytes
+from .plot import plot_timeline
 
 
 def _short_set(names: frozenset[str], keep: int = 6) -> str:
     items = sorted(names)
     more = f", ... (+{len(items) - keep})" if len(items) > keep else ""
     return "{" + ", ".join(items[:keep]) + more + "}"
-
-
-def fmt_mb(nbytes: int | float) -> str:
-    """Bytes as MiB with two decimals (``'12.50 MiB'``)."""
-    return f"{nbytes / MB:.2f} MiB"
 
 
 @dataclass(frozen=True)
@@ -128,16 +124,16 @@ class MemoryProfile:
     def summary(self, top: int = 5) -> str:
         """A human-readable report: peak, tensors at the peak, top groups (sizes in MiB)."""
         s = self.steps[self.peak_step]
-        lines = [f"peak activation memory: {fmt_mb(self.peak_bytes)} ({self.peak_bytes} bytes) "
+        lines = [f"peak activation memory: {format_bytes(self.peak_bytes)} ({self.peak_bytes} bytes) "
                  f"at step {self.peak_step}/{len(self.steps)} ({s.op} in '{s.module or '<root>'}')",
                  "live at the peak:"]
         for t in self.live_at_peak:
-            lines.append(f"  {fmt_mb(t.bytes):>12}  {t.kind:<10} {t.name:<24} "
+            lines.append(f"  {format_bytes(t.bytes):>12}  {t.kind:<10} {t.name:<24} "
                          f"{str(list(t.shape)):<22} {str(t.dtype).replace('torch.', '')}  "
                          f"'{t.module or '<root>'}'")
         lines.append(f"top {top} pruning groups (of {len(self.groups)}):")
         for g in self.top_groups(top):
-            lines.append(f"  step {g.step:>4}: {fmt_mb(g.bytes):>12} (fixed {fmt_mb(g.fixed_bytes)})")
+            lines.append(f"  step {g.step:>4}: {format_bytes(g.bytes):>12} (fixed {format_bytes(g.fixed_bytes)})")
             for name, bpc, ch in zip(g.layers, g.bytes_per_channel, g.out_channels):
                 lines.append(f"      {name:<28} {ch:>5} ch x {bpc / 1024:10.1f} KB/ch")
         if self.coupled:
@@ -153,5 +149,4 @@ class MemoryProfile:
 
     def plot(self, path: str | Path, *, title: str | None = None) -> Path:
         """Write a PNG of live MiB over execution steps with the peak marked."""
-        from .plot import plot_timeline
         return plot_timeline(self, path, title=title)

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..macs import layer_macs
 from ..tiling import TileOptions, run_tiled, tile_grid
-from ._base import PLAN_ATTR
-from .macs import layer_macs
+from ..vocabulary import PLAN_ATTR
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class AdaptiveRestorer(nn.Module):
 
     def allocate(self, difficulties: Sequence[float], areas: Sequence[int], macs_budget: float) -> list[int]:
         """Model index per tile: max sum d_i * quality_k s.t. sum cost_k * area_i <= budget (MILP)."""
-        from scipy.optimize import Bounds, LinearConstraint, milp
+        from scipy.optimize import Bounds, LinearConstraint, milp  # scipy: heavy, needed only here
 
         n, k = len(difficulties), len(self.models)
         d, a = np.asarray(difficulties, float), np.asarray(areas, float)
@@ -111,7 +111,7 @@ def compare_adaptive(restorer: AdaptiveRestorer, images: Sequence[tuple[torch.Te
 
     ``budgets=None``: the midpoints between consecutive single models' measured MACs/pixel.
     """
-    from skimage.metrics import peak_signal_noise_ratio
+    from skimage.metrics import peak_signal_noise_ratio  # skimage: heavy, needed only here
 
     def psnr(out: torch.Tensor, gt: torch.Tensor) -> float:
         a = out.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy().astype(np.float64)

@@ -147,6 +147,22 @@ def mask_module(module: nn.Module) -> nn.Module | None:
     return None
 
 
+def load_dense_state(net: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load a mask-free state dict (plain ``<layer>.weight`` keys) into ``net`` whose layers may carry
+    N:M parametrizations: masked weights go to their dense originals, mask buffers are kept."""
+    masked = {name for name, m in net.named_modules() if mask_module(m) is not None}
+    mapped = {}
+    for key, value in state.items():
+        layer, _, leaf = key.rpartition(".")
+        if leaf == "weight" and layer in masked:
+            key = f"{layer}.parametrizations.weight.original" if layer else "parametrizations.weight.original"
+        mapped[key] = value
+    missing, unexpected = net.load_state_dict(mapped, strict=False)
+    missing = [k for k in missing if "parametrizations.weight.0." not in k]
+    if missing or unexpected:
+        raise ValueError(f"state does not fit the network: missing {missing[:6]}, unexpected {unexpected[:6]}")
+
+
 def attach(module: nn.Module, mask: nn.Module) -> None:
     """Register ``mask`` on ``module.weight`` (unsafe=False: shape checked by parametrize)."""
     parametrize.register_parametrization(module, "weight", mask)
@@ -168,3 +184,14 @@ def srste_decay(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]], lambda_w: fl
     for w, mask in pairs:
         total = total + (w * (1 - mask)).pow(2).sum()
     return 0.5 * lambda_w * total
+
+
+def kept_params(model: nn.Module, plan: dict[str, tuple[int, int]]) -> float:
+    """N:M-effective parameters: an N:M layer of ``plan`` counts N/M of its weight, the rest in full.
+
+    Search scores (parameters named ``*.scores``) are pruner state, not model parameters.
+    """
+    modules = dict(model.named_modules())
+    total = sum(p.numel() for n, p in model.named_parameters() if not n.endswith(".scores"))
+    pruned = sum(original(modules[k]).numel() * (1 - n / m) for k, (n, m) in plan.items() if k in modules)
+    return float(total - pruned)

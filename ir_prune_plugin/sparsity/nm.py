@@ -7,26 +7,16 @@ This is the axis semi-structured GEMM kernels use after ``W.permute(0, 2, 3, 1)`
 """
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ..vocabulary import PLAN_ATTR, is_nm_prunable
+
 log = logging.getLogger(__name__)
-
-PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
-
-
-def _prunable_types() -> tuple[type[nn.Module], ...]:
-    from ..channels.compactor import Compactor  # a 1x1 conv with a (out, in, 1, 1) weight
-    return PRUNABLE_TYPES + (Compactor,)
-
-
-def is_prunable(module: nn.Module) -> bool:
-    """True for the layer types whose weight carries an N:M reduction axis."""
-    return isinstance(module, _prunable_types())
-
 
 def _perm(dim: int, transposed: bool) -> tuple[int, ...]:
     """Permutation that puts the reduction axis last for a weight of this rank."""
@@ -91,7 +81,7 @@ def eligible_layers(model: nn.Module, M: int, ignored: set[str] = frozenset()) -
     ok: dict[str, nn.Module] = {}
     dense: dict[str, str] = {}
     for name, m in model.named_modules():
-        if not is_prunable(m):
+        if not is_nm_prunable(m):
             continue
         if name in ignored:
             dense[name] = "ignored"
@@ -148,7 +138,7 @@ def check_nm(model: nn.Module, plan: dict[str, tuple[int, int]] | None = None) -
         raise ValueError(f"plan names layers the model does not have: {unknown}")
     out: list[LayerNM] = []
     for name, m in modules.items():
-        if not is_prunable(m):
+        if not is_nm_prunable(m):
             continue
         w = m.weight.detach()
         density = float((w != 0).float().mean())
@@ -164,3 +154,38 @@ def check_nm(model: nn.Module, plan: dict[str, tuple[int, int]] | None = None) -
             raise ValueError(f"layer {name!r} violates {N}:{M}: a group holds {worst} non-zeros")
         out.append(LayerNM(name, N, M, density))
     return NMReport(tuple(out))
+
+
+def apply_nm_plan(model: nn.Module, plan: dict[str, tuple[int, int]], *,
+                  masks: bool = False) -> nn.Module | dict[str, dict[str, torch.Tensor]]:
+    """Apply an N:M plan ``{layer: (N, M)}`` (SLS's decision): keep the N largest-magnitude weights of
+    every group of M along each layer's reduction axis.
+
+    ``masks=False``: a copy of ``model`` with the pruned weights zeroed and the plan recorded
+    (``irprune_nm_plan``); ``model`` is never changed. ``masks=True``: ``{layer: {'weight': mask,
+    'bias': ones}}`` 0/1 tensors (NNI's mask format) for ``model`` as it is.
+    """
+    modules = dict(model.named_modules())
+    for name, nm in plan.items():
+        if name not in modules or not is_nm_prunable(modules[name]):
+            raise ValueError(f"plan names {name!r}, which is not an N:M-prunable layer of the model")
+        if not (isinstance(nm, (tuple, list)) and len(nm) == 2):
+            raise ValueError(f"plan entry {name!r}: {nm!r} is not (N, M)")
+        check_n_m(int(nm[0]), int(nm[1]))
+    if masks:
+        out = {}
+        for name, (n, m) in plan.items():
+            layer = modules[name]
+            w = layer.weight.detach()
+            out[name] = {"weight": nm_mask(w, int(n), int(m), isinstance(layer, nn.ConvTranspose2d)).to(w.dtype)}
+            if getattr(layer, "bias", None) is not None:
+                out[name]["bias"] = torch.ones_like(layer.bias)
+        return out
+    work = copy.deepcopy(model)
+    work_modules = dict(work.named_modules())
+    with torch.no_grad():
+        for name, (n, m) in plan.items():
+            layer = work_modules[name]
+            layer.weight.mul_(nm_mask(layer.weight, int(n), int(m), isinstance(layer, nn.ConvTranspose2d)))
+    setattr(work, PLAN_ATTR, {k: (int(v[0]), int(v[1])) for k, v in plan.items()})
+    return work

@@ -15,10 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..budgets import check_ratio, parse_macs_budget
+from ..macs import kept_macs
 from . import masks as mk
-from ._base import NMPrunerBase, check_ratio
-from .macs import kept_macs
 from .nm import check_n_m, nm_mask
+from .nm_pruner import NMPrunerBase
 from .schedule import AnnealingSchedule
 
 log = logging.getLogger(__name__)
@@ -99,15 +100,13 @@ class SLSPruner(NMPrunerBase):
 
     def __init__(self, model: nn.Module, example_inputs: Any, macs_budget: float, *, M: int = 32,
                  options: SLSOptions = SLSOptions()) -> None:
-        budget = check_ratio("macs_budget", macs_budget)
+        check_ratio("macs_budget", macs_budget)  # a float here; text budgets go through parse_macs_budget
         if not isinstance(options, SLSOptions):
             raise TypeError(f"options must be SLSOptions, got {type(options).__name__}")
         check_n_m(1, M)
         if M == 1:
             raise ValueError("M must be >= 2 for a search (M=1 keeps every weight)")
-        if budget < 1.0 / M:
-            raise ValueError(f"macs_budget={budget} is below 1/M={1 / M:.4f}, the least any N:{M} plan keeps; "
-                             "use a larger budget or a larger M")
+        budget = parse_macs_budget(macs_budget, M)
         super().__init__(model, example_inputs, M, options.ignored_layers)
         self.budget = budget
         self.options = options
@@ -167,13 +166,20 @@ class SLSPruner(NMPrunerBase):
             for n, m in self.layers.items():
                 self._masks[n].refresh(mk.original(m).detach())
 
-    def score_state(self) -> dict:
-        """The score optimizer's state (momentum buffers): save it to resume a search exactly."""
-        return self._score_opt.state_dict()
+    def _extra_state(self) -> dict[str, Any]:
+        """Search state: flags, the kept-ratio history, frozen N and the score SGD's momentum."""
+        return {"searching": bool(self.searching), "projected": bool(self.projected),
+                "history": [dict(h) for h in self.history],
+                "frozen": {n: m.frozen_n for n, m in self._masks.items()},
+                "score_opt": self._score_opt.state_dict()}
 
-    def load_score_state(self, state: dict) -> None:
-        """Restore :meth:`score_state` (after the scores themselves were restored)."""
-        self._score_opt.load_state_dict(state)
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        self.projected = bool(state.get("projected", False))
+        self.history = [dict(h) for h in state.get("history", [])]
+        if not state.get("searching", True):
+            self.freeze({n: int(v) for n, v in state["frozen"].items()})
+        if "score_opt" in state:
+            self._score_opt.load_state_dict(state["score_opt"])
 
     def freeze(self, plan: dict[str, int] | None = None) -> None:
         """End the search: fix each layer's N (``plan`` = ``{layer: N}``, default: the current gates).

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..channels.baselines import estimate_peak, magnitude_prune_to_budget, uniform_width_to_budget
+from ..channels.memory_baselines import estimate_peak, magnitude_prune_to_budget, uniform_width_to_budget
 from ..channels.compactor import insert_compactors
 from ..channels.mosp import MOSPOptions, MOSPPruner
 from ..loops import evaluate, fit
@@ -88,7 +88,7 @@ def denoise_key(cfg: MOSPStudyConfig, seed: int, steps: int) -> dict[str, Any]:
 
 def _trained_unet(cfg: MOSPStudyConfig, width: float, steps: int, seed: int, cache_dir: Path,
                   progress: bool, desc: str, shipped: bool) -> nn.Module:
-    from ..demo.pretrain import pretrained
+    from ..workloads.pretrained import pretrained
 
     def train_fn(model: nn.Module) -> None:
         fit(model, _train_set(cfg, seed, steps), steps, lr=cfg.pretrain_lr, batch_size=cfg.batch_size,
@@ -155,7 +155,7 @@ def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache
     ``pretrain_seed`` (default ``seed``) trains the dense and uniform-width nets: several seeds can
     share one pretrained net while the pruning, finetuning and noise vary with ``seed``.
     """
-    from ..demo.config import default_cache_dir
+    from ..workloads.pretrained import default_cache_dir
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -295,7 +295,7 @@ def _cfg_dict(cfg: MOSPStudyConfig) -> dict[str, Any]:
 
 
 def _plot(rows: list[dict], path: Path) -> Path:
-    from ..demo.figures import tradeoff_plot
+    from ..workloads.figures import tradeoff_plot
 
     return tradeoff_plot(path, rows, "peak_mb_est", "peak activation memory at 2048x1080 (MiB, estimate)",
                          "MOSP: PSNR at equal peak memory")

@@ -17,9 +17,10 @@ import torch
 from torch import nn
 
 from ..loops import evaluate, fit
-from ..sparsity._base import FitOptions
-from ..sparsity.baselines import OneShotNM, SRSTEPruner, n_for_budget
-from ..sparsity.filter_l1 import l1_filter_prune, total_macs
+from ..sparsity import FitOptions
+from ..sparsity.nm_baselines import OneShotNM, SRSTEPruner, n_for_budget
+from ..channels.filter_l1 import l1_filter_prune
+from ..macs import total_macs
 from ..sparsity.sls import SLSOptions, SLSPruner
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ __all__ = ["StudyConfig", "FULL", "QUICK", "DEEP", "NM_METHODS", "pretrained_eds
 def pretrained_edsr(cfg: StudyConfig, cache_dir: Path, seed: int, progress: bool) -> nn.Module:
     """The dense BasicSR EDSR of ``cfg`` trained on the embedded photos (cached by config and seed)."""
     from ..data import SRDataset
-    from ..demo.pretrain import pretrained
+    from ..workloads.pretrained import pretrained
 
     key = {"task": "sr_x2", "patch": cfg.patch, "bs": cfg.batch_size, "steps": cfg.pretrain_steps,
            "lr": cfg.pretrain_lr, "seed": seed, **({"names": list(cfg.train_names)} if cfg.train_names else {})}
@@ -205,7 +206,7 @@ def _run_study(cfg: StudyConfig, out_dir: str | Path, *, seed: int, cache_dir: s
 
 
 def _plot(rows: list[dict], path: Path) -> Path:
-    from ..demo.figures import tradeoff_plot
+    from ..workloads.figures import tradeoff_plot
 
     key = "psnr" if "psnr" in rows[0] else next(k for k in rows[0] if k.startswith("psnr"))
     return tradeoff_plot(path, [{**r, "macs_m": r["macs"] / 1e6} for r in rows], "macs_m",

@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from ..loops import evaluate
-from ..sparsity._base import FitOptions
+from ..macs import total_macs
+from ..sparsity import FitOptions
 from ..sparsity.adaptive import AdaptiveRestorer, macs_per_pixel
-from ..sparsity.filter_l1 import total_macs
 from ..tiling import TileOptions, tile_grid
 from .sls_study import DEEP, StudyConfig, pretrained_edsr, prune_nm, score_model
 

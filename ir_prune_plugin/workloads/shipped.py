@@ -1,7 +1,7 @@
 """Pretrained weights shipped inside the package (``workloads/weights``), fp16 on disk.
 
 Each file is named like a pretrained-weight cache entry (``<arch>-<hash of arch+key>.pt``, see
-``demo.pretrain.pretrained``), so a shipped file is found by the same key that would train it.
+``workloads.pretrained.pretrained``), so a shipped file is found by the same key that would train it.
 ``manifest.json`` records, per file, the arch, the training key, the command that produced it and
 the PSNR it reached on the held-out photos (checked by the tests).
 """

@@ -6,7 +6,7 @@ from typing import Any, Mapping
 from torch import nn
 
 from ...archs import ResUNet, SIDUNet, build_arch
-from ...archs._registry import SPEC_ATTR
+from ...vocabulary import SPEC_ATTR
 
 
 class IRPruneSIDUNet(SIDUNet):

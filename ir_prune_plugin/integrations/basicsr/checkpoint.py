@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ...io import load_pruned, save_pruned
+
 FORMAT_VERSION = 1
 META_KEY = "irprune"
 
@@ -26,7 +28,6 @@ def arch_path(weights_path: str) -> str:
 
 def save_checkpoint(path: str, nets: dict[str, nn.Module], meta: dict[str, Any]) -> None:
     """Write ``{param_key: state_dict, ..., 'irprune': meta}`` and the architecture of the first net."""
-    from ...io import save_pruned
 
     first = next(iter(nets.values()))
     apath = arch_path(path)
@@ -54,7 +55,6 @@ def meta_of(ckpt: dict[str, Any]) -> dict[str, Any] | None:
 
 def build_from_checkpoint(path: str, ckpt: dict[str, Any], param_key: str) -> nn.Module:
     """Rebuild the (pruned) network of ``path`` and load its ``param_key`` weights (strictly)."""
-    from ...io import load_pruned
 
     meta = meta_of(ckpt)
     if meta is None:

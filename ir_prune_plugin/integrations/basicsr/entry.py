@@ -12,9 +12,10 @@ import os
 import sys
 from typing import Sequence
 
-from ...compat import apply_basicsr_shims
+from ...compat import apply_basicsr_shims, apply_dist_shims
+from .archs import arch_name
+from .options import pruning_config
 from .registry import register
-from .shims import apply_dist_shims
 
 
 def _precheck(argv: Sequence[str]) -> None:
@@ -24,13 +25,11 @@ def _precheck(argv: Sequence[str]) -> None:
     args, _ = parser.parse_known_args(list(argv))
     if not os.path.isfile(args.opt):
         raise SystemExit(f"option file {args.opt!r} does not exist")
-    from basicsr.utils.options import ordered_yaml
+    from basicsr.utils.options import ordered_yaml  # basicsr only after our shims (apply_basicsr_shims)
     import yaml
     with open(args.opt) as f:
         opt = yaml.load(f, Loader=ordered_yaml()[0])
     if isinstance(opt, dict) and opt.get("model_type") == "IRPruneModel":
-        from .archs import arch_name
-        from .options import pruning_config
         arch_name(opt.get("network_g") or {})
         if "pruning" in opt or opt.get("is_train", True):
             pruning_config(opt)

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 from collections import OrderedDict
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,10 +27,13 @@ from basicsr.models.base_model import BaseModel  # noqa: E402
 from basicsr.models.sr_model import SRModel  # noqa: E402
 from basicsr.utils import get_root_logger  # noqa: E402
 
+from ...channels.mosp import MOSPPruner  # noqa: E402
+from ...sparsity import SLSPruner  # noqa: E402
 from . import checkpoint as ckp  # noqa: E402
 from . import dist_sync  # noqa: E402
 from .archs import arch_name, build_network_g  # noqa: E402
-from .options import PruningConfig, parse_pruning_block, pruning_config  # noqa: E402
+from .mosp_stage import prune_once, run_mosp, train_batches  # noqa: E402
+from .options import PruningConfig, mosp_options, parse_pruning_block, pruning_config, sls_options  # noqa: E402
 from .sls_stage import SLSStage, load_plain_state, plain_copy  # noqa: E402
 from .stats import network_stats, nm_plan as stats_plan  # noqa: E402
 
@@ -47,7 +51,6 @@ class IRPruneModel(SRModel):
             if self.cfg.start_iter >= total:
                 raise ValueError(f"pruning.start_iter ({self.cfg.start_iter}) must be < train.total_iter ({total})")
             if self.cfg.method == "sls":
-                from .methods import sls_options
                 steps = sls_options(self.cfg)[1].search_steps
                 if self.cfg.start_iter + steps >= total:
                     log.warning("pruning.start_iter + options.search_steps (%d) >= train.total_iter (%d): "
@@ -55,6 +58,7 @@ class IRPruneModel(SRModel):
                                 self.cfg.start_iter + steps, total)
         BaseModel.__init__(self, opt)
         self.phase, self.stats, self._sls = "dense", {}, None
+        self._mosp_pruner: MOSPPruner | None = None  # built by _check_budget, used by _start_pruning
         self._template: nn.Module | None = None  # mask-free twin of net_g while N:M masks are on
         self._train_opt = copy.deepcopy(opt.get("train"))
         self._ckpt: tuple[str, dict] | None = None
@@ -97,23 +101,21 @@ class IRPruneModel(SRModel):
         meta = ckp.meta_of(ckpt)
         net = ckp.build_from_checkpoint(path, ckpt, key).to(self.device)
         if meta["method"] == "sls" and self.phase in ("search", "finetune") and start_search:
-            plan = dict(getattr(net, "irprune_nm_plan", {})) if self.phase == "finetune" else None
             self._sls = SLSStage(self.cfg, self._example())
-            net = self._sls.start(net, meta.get("sls_state"), meta.get("sls_steps", 0), frozen_plan=plan)
+            net = self._sls.start(net, meta.get("sls_state"))
             self._template = self._sls.template
         return net
 
     def _check_budget(self, net: nn.Module) -> None:
-        """Dry-run the pruner's constructor so an unreachable budget fails before any training."""
-        from .methods import mosp_options, sls_options
+        """Build the pruner now, so an unreachable budget fails before any training (MOSP keeps it
+        and prunes with it later, from the weights of that time)."""
         try:
             if self.cfg.method == "mosp":
-                from ...channels.mosp import MOSPPruner
                 pruner = MOSPPruner(net, self._example(), self.cfg.budget, options=mosp_options(self.cfg))
+                self._mosp_pruner = pruner
                 self.stats["dense_peak_mb"] = pruner.original_peak / 2 ** 20
                 self.stats["budget_mb"] = pruner.budget_bytes / 2 ** 20
-            else:
-                from ...sparsity import SLSPruner
+            else:  # the constructor checks M, the budget and the eligible layers (cheap)
                 M, options = sls_options(self.cfg)
                 SLSPruner(net, self._example(), self.cfg.budget, M=M, options=options)
         except (TypeError, ValueError) as exc:
@@ -215,7 +217,6 @@ class IRPruneModel(SRModel):
             self._template = self._sls.template
             self._restructure(net, f"SLS search started at iter {current_iter}")
             return
-        from .mosp_stage import prune_once, run_mosp, train_batches
         lr = float(self._train_opt["optim_g"]["lr"])
         loss_fn = self.cri_pix if self.cri_pix is not None else (lambda o, g: self.cri_perceptual(o, g)[0])
 
@@ -224,7 +225,7 @@ class IRPruneModel(SRModel):
         def run() -> tuple[nn.Module, dict]:
             batches = train_batches(self.opt["datasets"]["train"], self.opt.get("manual_seed", 0))
             return run_mosp(bare, self.cfg, self._example(), batches, loss_fn, lr, self.device,
-                            history_file if dist_sync.rank() == 0 else None)
+                            history_file if dist_sync.rank() == 0 else None, pruner=self._mosp_pruner)
 
         pruned, summary = prune_once(bare, run)
         self.phase = "finetune"
@@ -307,12 +308,10 @@ class IRPruneModel(SRModel):
         """A saveable (parametrization-free) version of ``net`` plus extra checkpoint entries."""
         if self._template is None:
             return net, {}
-        plain, extra = plain_copy(net, self._template, dense=self.phase == "search")
-        state = {"scores": extra["scores"], "ranks": extra["ranks"]}
-        if self.phase == "search" and self._sls is not None:  # momentum of the score SGD
-            state["score_opt"] = self._sls.pruner.score_state()
+        plain, dense = plain_copy(net, self._template, dense=self.phase == "search")
+        state: dict[str, Any] = {"pruner": self._sls.pruner.state_dict()}  # scores, ranks, momentum, steps
         if self.phase != "search":  # dense weights under the masks: SR-STE finetuning resumes exactly
-            state["dense"] = extra["dense"]
+            state["dense"] = dense
         return plain, {"sls_state": state}
 
     def save(self, epoch: int, current_iter: int) -> None:
@@ -327,8 +326,6 @@ class IRPruneModel(SRModel):
             meta = {"method": self.cfg.method if self.cfg else None, "phase": self.phase,
                     "pruning": self.cfg.to_dict() if self.cfg else {}, "iter": int(current_iter),
                     "stats": {k: float(v) for k, v in self.stats.items()}, **extra}
-            if self._sls is not None:
-                meta["sls_steps"] = int(self._sls.pruner.steps_done)
             if self.phase == "search" and current_iter == -1:
                 get_root_logger().warning(
                     "training ended during the SLS search: the saved network is dense with search "

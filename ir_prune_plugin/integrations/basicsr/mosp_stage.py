@@ -10,9 +10,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ...channels.mosp import MOSPPruner
 from . import dist_sync
-from .methods import mosp_options
-from .options import PruningConfig
+from .options import PruningConfig, mosp_options
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 15.0  #: the BasicSR log gets a MOSP progress line at most this often (and at the first step)
@@ -56,15 +56,15 @@ def train_batches(dataset_opt: dict[str, Any], seed: int) -> Iterator[dict]:
 
 def run_mosp(net: nn.Module, cfg: PruningConfig, example: torch.Tensor, batches: Iterator[dict],
              loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], lr: float,
-             device: torch.device, history_file: str | None = None) -> tuple[nn.Module, dict]:
+             device: torch.device, history_file: str | None = None,
+             pruner: MOSPPruner | None = None) -> tuple[nn.Module, dict]:
     """MOSP on ``net`` (a copy is pruned) with BasicSR's pixel loss; returns (pruned net, summary).
 
     ``evaluate`` is the pixel loss on ``cfg.eval_batches`` fixed training batches; ``finetune``
     trains ``cfg.finetune_iters`` Adam steps after each outer step. The step-by-step history is
-    written to ``history_file`` (JSON) as it goes.
+    written to ``history_file`` (JSON) as it goes. ``pruner``: one built earlier for this network
+    and block (it restarts from ``net``'s current weights), so nothing is built twice.
     """
-    from ...channels.mosp import MOSPPruner
-
     held_out = [next(batches) for _ in range(cfg.eval_batches)]
 
     def evaluate(model: nn.Module) -> float:
@@ -87,8 +87,12 @@ def run_mosp(net: nn.Module, cfg: PruningConfig, example: torch.Tensor, batches:
             loss.backward()
             opt.step()
 
-    pruner = MOSPPruner(net, example, cfg.budget, evaluate=evaluate, finetune=finetune,
-                        options=mosp_options(cfg))
+    if pruner is None:
+        pruner = MOSPPruner(net, example, cfg.budget, evaluate=evaluate, finetune=finetune,
+                            options=mosp_options(cfg))
+    else:
+        pruner.reset_weights(net)
+        pruner.evaluate, pruner.finetune = evaluate, finetune
     progress = _ProgressLog(pruner)
     pruned = pruner.prune(history_file=history_file)
     hist = pruner.history

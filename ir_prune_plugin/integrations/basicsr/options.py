@@ -14,13 +14,20 @@ Example (see ``basicsr_configs/README.md``)::
                               #   search_steps: 500, schedule: {start: 1, end: 100})
 
 Every error is a ``ValueError``/``TypeError`` naming the offending key (``pruning.budget`` ...),
-raised before any training starts.
+raised before any training starts. Budgets are parsed by :mod:`ir_prune_plugin.budgets`, as in the
+Python API, the CLI and NNI; ``options`` become the pruners' option dataclasses here.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+from ...budgets import check_memory_budget, parse_macs_budget
+from ...channels.mosp import MOSPOptions
+from ...sparsity import AnnealingSchedule, SLSOptions
+
+__all__ = ["METHODS", "PruningConfig", "mosp_options", "parse_pruning_block", "pruning_config", "sls_options"]
 
 METHODS = ("mosp", "sls")
 _KEYS = {"method", "budget", "start_iter", "input_size", "finetune_iters", "eval_batches",
@@ -64,17 +71,9 @@ def _budget(method: str, value: Any) -> float | int | str:
     if isinstance(value, bool):
         raise TypeError(f"pruning.budget must be a number or a size string, got {value!r}")
     if method == "sls":
-        if not isinstance(value, (int, float)):
-            raise TypeError(f"pruning.budget for sls must be a MACs ratio in (0, 1), got {value!r}")
-        if not 0 < value < 1:
-            raise ValueError(f"pruning.budget for sls must be a MACs ratio in (0, 1), got {value!r}")
-        return float(value)
-    from ...budget import parse_memory_budget
-    try:  # format and sign only: the dense peak is compared once the network is built
-        parse_memory_budget(value, 2 ** 62)
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(f"pruning.budget {value!r} is invalid for mosp: {exc}") from None
-    return value
+        return parse_macs_budget(value, name="pruning.budget for sls")
+    # format and sign only: the dense peak is compared once the network is built
+    return check_memory_budget(value, "pruning.budget for mosp")
 
 
 def _options(method: str, options: Any) -> dict[str, Any]:
@@ -86,6 +85,61 @@ def _options(method: str, options: Any) -> dict[str, Any]:
     for k, v in options.items():
         out[str(k)] = tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
     return out
+
+
+def _build(cls: type, options: Mapping[str, Any], converters: Mapping[str, Any]) -> Any:
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join('pruning.options.' + k for k in unknown)} for "
+                         f"{cls.__name__}; known: {', '.join(sorted(fields))}")
+    kwargs = {}
+    for key, value in options.items():
+        try:
+            kwargs[key] = converters[key](value) if key in converters else value
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"pruning.options.{key}: {exc}") from None
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"pruning.options: {exc}") from None
+
+
+def _schedule(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return AnnealingSchedule(**value)
+    raise TypeError(f"expected a mapping like {{start: 1.0, end: 100.0}}, got {value!r}")
+
+
+def _tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def sls_options(cfg: PruningConfig) -> tuple[int, Any]:
+    """``(M, SLSOptions)`` from the block; ``M`` defaults to 32 as in the paper."""
+    opts = dict(cfg.options)
+    M = opts.pop("M", 32)
+    if isinstance(M, bool) or not isinstance(M, int) or M < 2:
+        raise ValueError(f"pruning.options.M must be an int >= 2 (e.g. 4, 8, 16, 32), got {M!r}")
+    try:
+        parse_macs_budget(cfg.budget, M, name="pruning.budget")
+    except ValueError as exc:
+        raise ValueError(f"{exc} (pruning.options.M={M})") from None
+    return M, _build(SLSOptions, opts, {"schedule": _schedule, "ignored_layers": _tuple})
+
+
+def mosp_options(cfg: PruningConfig) -> Any:
+    """``MOSPOptions`` from the block."""
+    conv = {k: _tuple for k in ("memory_input_size", "ignored_layers", "sensitivity_points")}
+    return _build(MOSPOptions, dict(cfg.options), conv)
+
+
+def check_method_options(cfg: PruningConfig) -> None:
+    """Raise a keyed ValueError/TypeError if ``pruning.options`` does not fit the method."""
+    if cfg.method == "sls":
+        sls_options(cfg)
+    else:
+        mosp_options(cfg)
 
 
 def parse_pruning_block(block: Any) -> PruningConfig:
@@ -114,7 +168,6 @@ def parse_pruning_block(block: Any) -> PruningConfig:
         finetune_iters=_int(block, "finetune_iters", 10, 0),
         eval_batches=_int(block, "eval_batches", 2, 1),
         options=_options(method, block.get("options")))
-    from .methods import check_method_options  # late: pulls in the pruner packages
     check_method_options(cfg)
     return cfg
 

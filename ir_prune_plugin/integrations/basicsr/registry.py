@@ -4,17 +4,17 @@ from __future__ import annotations
 import logging
 
 from ...compat import apply_basicsr_shims
+from .archs import IRPruneResUNet, IRPruneSIDUNet
+from .datasets import IRPruneDenoiseDataset, IRPruneSRDataset
 
 log = logging.getLogger(__name__)
 
 
 def register() -> list[str]:
     """Add IRPrune* archs, datasets and models to BasicSR; safe to call twice. Returns new names."""
-    apply_basicsr_shims()
+    apply_basicsr_shims()  # basicsr (and our model, a BasicSR SRModel) are imported after the shims
     from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY
 
-    from .archs import IRPruneResUNet, IRPruneSIDUNet
-    from .datasets import IRPruneDenoiseDataset, IRPruneSRDataset
     from .model import IRPruneModel
 
     added = []

@@ -11,7 +11,7 @@ from typing import Any
 _NAMES = {
     "NNIMOSPPruner": "mosp_pruner", "NNISLSPruner": "sls_pruner",
     "apply_masks": "mask_speedup", "removable_channels": "mask_speedup", "speedup": "mask_speedup",
-    "register_compactor": "config", "validate_config_list": "config",
+    "register_compactor": "config_list", "validate_config_list": "config_list",
     "l1_training_step": "evaluator", "task_evaluator": "evaluator",
     "SweepOptions": "launcher", "SweepResult": "launcher", "run_sweep": "launcher",
     "pareto_front": "launcher", "local_only_nni": "launcher",

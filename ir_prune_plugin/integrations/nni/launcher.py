@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..._inputs import format_hw
+from ...vocabulary import format_hw
 from .sweep_report import pareto_front, plot_fronts
 from .trial import FAIL_MARK, TrialSettings
 
@@ -216,9 +216,7 @@ def load_search_space(path: str | os.PathLike | None) -> dict[str, Any]:
 
 
 def _trial_command(s: TrialSettings) -> str:
-    import ir_prune_plugin
-
-    root = Path(ir_prune_plugin.__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[3]  # the folder holding the ir_prune_plugin package
     args = ["--task", s.task, "--arch", s.arch, "--arch-kwargs", json.dumps(s.arch_kwargs),
             "--memory-size", format_hw(s.memory_size)]
     for name in ("patch", "val_size", "batch_size", "pretrain_steps", "train_steps", "M", "seed", "threads"):

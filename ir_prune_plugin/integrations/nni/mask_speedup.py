@@ -19,7 +19,8 @@ from typing import Any, Iterator, Mapping
 import torch
 from torch import nn
 
-from ..torch_pruning import ROOT_MODULE_TYPES, build_dependency_graph, output_layers, requires_grad_kept
+from ...channels.tp_graph import build_dependency_graph, output_layers, requires_grad_kept
+from ...channels.tp_rules import ROOT_MODULE_TYPES
 
 _log = logging.getLogger(__name__)
 

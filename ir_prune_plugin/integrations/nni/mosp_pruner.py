@@ -1,7 +1,6 @@
 """MOSP (channel pruning to a peak activation-memory budget) as an NNI 3.0 pruner."""
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 from typing import Any, Callable, Sequence
@@ -10,10 +9,10 @@ import torch
 from nni.compression.utils import Evaluator
 from torch import nn
 
-from ...channels.compactor import Compactor
 from ...channels.mosp import MOSPOptions, MOSPPruner
-from ...channels.units import UnitGraph
-from ._base import PluginPruner
+from ...channels.plan_apply import channel_masks, kept_channels
+from ...vocabulary import Compactor
+from .plugin_pruner import PluginPruner
 
 _log = logging.getLogger(__name__)
 
@@ -21,28 +20,6 @@ _log = logging.getLogger(__name__)
 def _dims(module: nn.Module) -> tuple[int, int]:
     """(output-channel dim, input-channel dim) of a layer's weight."""
     return (1, 0) if isinstance(module, nn.modules.conv._ConvTransposeNd) else (0, 1)
-
-
-def _tag(model: nn.Module, which: int) -> None:
-    """Write each layer's channel index into its weight along dim ``which`` (0: out, 1: in)."""
-    with torch.no_grad():
-        for m in model.modules():
-            w = getattr(m, "weight", None)
-            if isinstance(m, NNIMOSPPruner.prunable_types) and isinstance(w, torch.Tensor):
-                dim = _dims(m)[which]
-                shape = [1] * w.dim()
-                shape[dim] = w.shape[dim]
-                w.copy_(torch.arange(w.shape[dim], dtype=w.dtype).reshape(shape).expand_as(w))
-
-
-def _read_tags(model: nn.Module, which: int) -> dict[str, list[int]]:
-    out = {}
-    for name, m in model.named_modules():
-        w = getattr(m, "weight", None)
-        if isinstance(m, NNIMOSPPruner.prunable_types) and isinstance(w, torch.Tensor):
-            dim = _dims(m)[which]
-            out[name] = [int(v) for v in w.detach().movedim(dim, 0).reshape(w.shape[dim], -1)[:, 0]]
-    return out
 
 
 class NNIMOSPPruner(PluginPruner):
@@ -86,58 +63,42 @@ class NNIMOSPPruner(PluginPruner):
         self.options = dataclasses.replace(self._options, memory_input_size=size, compactors=False,
                                            ignored_layers=ignored)
         # Built now so an unreachable budget fails at construction, not in compress().
-        self._core = MOSPPruner(pure, self.example_inputs, 1.0 - self.sparse_ratio, evaluate=self._evaluate,
+        self._core = MOSPPruner(pure, self.example_inputs, self.budget, evaluate=self._evaluate,
                                 finetune=self._finetune if self.finetune_steps else None, options=self.options)
         self.history = self._core.history
+
+    def removed_share(self) -> float:
+        """The share of the dense peak memory MOSP removes (the budget may be a size)."""
+        return 1.0 - self._core.budget_bytes / self._core.original_peak
 
     def _finetune(self, model: nn.Module) -> None:
         self.train_with_evaluator(model, self.finetune_steps)
 
-    def _kept_indices(self, pure: nn.Module) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
-        """Replay the recorded removals on index-tagged copies: surviving (out, in) channels per layer."""
-        kept = []
-        for which in (0, 1):
-            tagged = copy.deepcopy(pure)
-            _tag(tagged, which)
-            for rec in self.history.records:
-                UnitGraph(tagged, self.example_inputs, self._core.ignored).remove(rec.removed)
-            kept.append(_read_tags(tagged, which))
-        return kept[0], kept[1]
-
     def _run(self, pure: nn.Module) -> tuple[dict, dict]:
-        # From the current weights (the model may have changed since construction).
-        self._core = MOSPPruner(pure, self.example_inputs, 1.0 - self.sparse_ratio, evaluate=self._evaluate,
-                                finetune=self._finetune if self.finetune_steps else None, options=self.options)
+        self._core.reset_weights(pure)  # from the current weights (the model may have trained since)
         pruned = self._core.prune()
         self.history = self._core.history
         self.pruned_model = pruned
-        out_kept, in_kept = self._kept_indices(pure)
+        # MOSP's plan applied as masks (apply_history(masks=True)), from one replay of the history
+        kept = kept_channels(pure, self.history, self.example_inputs)
+        masks = channel_masks(pure, kept)
         state = {k: v.detach().clone() for k, v in pure.state_dict().items()}
         small = dict(pruned.named_modules())
-        masks: dict[str, dict[str, torch.Tensor]] = {}
-        for name, module in pure.named_modules():
-            if name not in out_kept or name not in small:
+        for name, module in pure.named_modules():  # the finetuned weights, scattered back to full size
+            if name not in kept.out or name not in small:
                 continue
             od, idim = _dims(module)
-            o = torch.as_tensor(out_kept[name], dtype=torch.long)
-            i = torch.as_tensor(in_kept[name], dtype=torch.long)
+            o = torch.as_tensor(kept.out[name], dtype=torch.long)
+            i = torch.as_tensor(kept.inp[name], dtype=torch.long)
             w = state[f"{name}.weight"]
             full = w.index_select(od, o).index_copy(idim, i, small[name].weight.detach())
             w.index_copy_(od, o, full)
             bias = getattr(module, "bias", None)
             if isinstance(bias, torch.Tensor):
                 state[f"{name}.bias"].index_copy_(0, o, small[name].bias.detach())
-            if len(o) < w.shape[od]:
-                keep = torch.zeros(w.shape[od], dtype=w.dtype)
-                keep[o] = 1
-                shape = [1] * w.dim()
-                shape[od] = -1
-                masks[name] = {"weight": keep.reshape(shape).expand_as(w).clone()}
-                if isinstance(bias, torch.Tensor):
-                    masks[name]["bias"] = keep.clone()
-                if name not in self.selected:  # coupled but not wrapped: bake the zeros in
-                    w.mul_(masks[name]["weight"])
-                    if isinstance(bias, torch.Tensor):
-                        state[f"{name}.bias"].mul_(keep)
+            if name in masks and name not in self.selected:  # coupled but not wrapped: bake the zeros in
+                w.mul_(masks[name]["weight"])
+                if "bias" in masks[name]:
+                    state[f"{name}.bias"].mul_(masks[name]["bias"])
         _log.info("MOSP masked output channels of %d layers", len(masks))
         return state, masks

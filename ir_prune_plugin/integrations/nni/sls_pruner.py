@@ -5,12 +5,11 @@ import dataclasses
 import logging
 from typing import Any
 
-import torch
 from nni.compression.utils import Evaluator
 from torch import nn
 
-from ...sparsity import PLAN_ATTR, SLSOptions, SLSPruner, nm_mask
-from ._base import PluginPruner
+from ...sparsity import PLAN_ATTR, SLSOptions, SLSPruner, apply_nm_plan
+from .plugin_pruner import PluginPruner
 
 _log = logging.getLogger(__name__)
 
@@ -29,6 +28,7 @@ class NNISLSPruner(PluginPruner):
     """
 
     prunable_types = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+    budget_kind = "macs"
 
     def __init__(self, model: nn.Module, config_list: list[dict], evaluator: Evaluator | None = None, *,
                  example_inputs: Any, M: int = 32, training_steps: int = 0,
@@ -48,7 +48,7 @@ class NNISLSPruner(PluginPruner):
         self.options = dataclasses.replace(self._options,
                                            ignored_layers=self._ignored_layers(pure, self.prunable_types))
         # Built now so bad N/M/budget combinations fail at construction, not in compress().
-        self._core = SLSPruner(pure, self.example_inputs, 1.0 - self.sparse_ratio, M=self.M, options=self.options)
+        self._core = SLSPruner(pure, self.example_inputs, self.budget, M=self.M, options=self.options)
         self.dense_layers = {n: why for n, why in self._core.dense_layers.items() if n in self.selected}
         if self.dense_layers:
             _log.warning("NNISLSPruner leaves these selected layers dense: %s", self.dense_layers)
@@ -63,8 +63,8 @@ class NNISLSPruner(PluginPruner):
         return out
 
     def _run(self, pure: nn.Module) -> tuple[dict, dict]:
-        # From the current weights (the model may have changed since construction).
-        core = SLSPruner(pure, self.example_inputs, 1.0 - self.sparse_ratio, M=self.M, options=self.options)
+        core = self._core  # built in _setup; restart it from the current weights (they may have trained)
+        core.reset_weights(pure)
         # The scores are the core's state (buffers outside NNI's optimizer): core.step() updates
         # them with its own SGD after each optimizer step, exactly as in SLSPruner.fit.
         self.train_with_evaluator(core.model, self.training_steps, self._names_map(core),
@@ -73,14 +73,7 @@ class NNISLSPruner(PluginPruner):
         self.plan = dict(core.plan)
         self.macs = core.macs()
         _log.info("SLS plan: %s (kept MACs ratio %.4f)", self.plan, self.macs["ratio"])
-        modules = dict(model.named_modules())
-        masks: dict[str, dict[str, torch.Tensor]] = {}
-        for name, (n, m) in self.plan.items():
-            layer = modules[name]
-            masks[name] = {"weight": nm_mask(layer.weight.detach(), n, m,
-                                             isinstance(layer, nn.ConvTranspose2d)).to(layer.weight.dtype)}
-            if getattr(layer, "bias", None) is not None:
-                masks[name]["bias"] = torch.ones_like(layer.bias)
+        masks = apply_nm_plan(model, self.plan, masks=True)
         state = {k: v for k, v in model.state_dict().items()}
         if hasattr(model, PLAN_ATTR):
             setattr(self.bound_model, PLAN_ATTR, dict(self.plan))

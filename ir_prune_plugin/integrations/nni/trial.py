@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..._inputs import format_hw, parse_hw
+from ...vocabulary import format_hw, parse_hw
 
 _log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def _memory_input(s: TrialSettings, example: torch.Tensor) -> tuple[int, ...]:
 def _pretrained(settings: TrialSettings, train: Any) -> nn.Module:
     """Build and pre-train the model, reusing weights cached by an earlier trial with equal settings."""
     from ...archs import build_arch
-    from ...demo.pretrain import pretrained
+    from ...workloads.pretrained import pretrained
     from ...loops import fit
 
     def train_fn(model: nn.Module) -> None:
@@ -116,7 +116,7 @@ def run_trial(settings: TrialSettings, params: dict[str, Any]) -> dict[str, floa
     from nni.compression.pruning import L1NormPruner
 
     from ...channels.mosp import MOSPOptions
-    from ...channels.units import output_layers
+    from ...channels.tp_graph import output_layers
     from ...loops import evaluate, fit
     from ...macs import count_macs, count_params
     from ...memory import estimate_peak_memory

@@ -1,14 +1,7 @@
 """Demo presets: ``quick`` (tests, < 90 s), default (< 10 min on 2 cores) and ``full``."""
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
-
-
-def default_cache_dir() -> Path:
-    """Where pretrained demo weights are cached (``IRPRUNE_CACHE`` overrides)."""
-    return Path(os.environ.get("IRPRUNE_CACHE", Path.home() / ".cache" / "ir-prune-plugin" / "weights"))
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from ir_prune_plugin.archs import build_arch
-from ir_prune_plugin.sparsity import l1_filter_prune, n_for_budget, total_macs
+from ir_prune_plugin.channels.filter_l1 import l1_filter_prune
+from ir_prune_plugin.macs import total_macs
+from ir_prune_plugin.sparsity import n_for_budget
 
 
 @pytest.mark.slow

@@ -10,9 +10,14 @@ from nni.compression.base.config import select_modules_by_config
 from nni.compression.base.setting import PruningSetting
 from torch import nn
 
+from ...budgets import BudgetLike, check_memory_budget, parse_macs_budget
+
+__all__ = ["ALLOWED_KEYS", "register_compactor", "validate_config_list"]
+
 SELECT_KEYS = ("op_types", "op_names", "op_names_re")
 EXCLUDE_KEYS = ("exclude_op_types", "exclude_op_names", "exclude_op_names_re")
-ALLOWED_KEYS = SELECT_KEYS + EXCLUDE_KEYS + ("sparse_ratio",)
+BUDGET_KEYS = ("sparse_ratio", "budget")
+ALLOWED_KEYS = SELECT_KEYS + EXCLUDE_KEYS + BUDGET_KEYS
 
 _COMPACTOR_SETTING = {"weight": {k: v for k, v in PruningSetting.default_setting["weight"].items()}}
 
@@ -28,20 +33,41 @@ def _suggest(name: str, choices: Iterable[str]) -> str:
     return f"; did you mean {close}?" if close else ""
 
 
+def _entry_budget(entry: dict, where: str, kind: str) -> BudgetLike:
+    """The budget an entry keeps: its ``budget`` (parsed as everywhere else) or ``1 - sparse_ratio``."""
+    if "budget" in entry:
+        if "sparse_ratio" in entry:
+            raise ValueError(f"{where} gives both sparse_ratio and budget; give one of them")
+        if kind == "macs":
+            return parse_macs_budget(entry["budget"], name=f"{where}['budget']")
+        return check_memory_budget(entry["budget"], f"{where}['budget']")
+    ratio = entry.get("sparse_ratio")
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real):
+        raise ValueError(f"{where} needs sparse_ratio, a number in (0, 1), got {ratio!r} "
+                         "(or budget, the share or size to keep, as in the CLI and BasicSR YAML)")
+    if not 0 < float(ratio) < 1:
+        raise ValueError(f"{where} has sparse_ratio={ratio!r}; it must be in (0, 1) "
+                         "(the fraction of the budgeted cost to remove)")
+    return 1.0 - float(ratio)
+
+
 def validate_config_list(model: nn.Module, config_list: Any, prunable: Sequence[type],
-                         owner: str) -> tuple[float, list[str]]:
-    """Check ``config_list`` for ``owner``; return (the common ``sparse_ratio``, the selected module names).
+                         owner: str, kind: str = "memory") -> tuple[BudgetLike, list[str]]:
+    """Check ``config_list`` for ``owner``; return (the common budget to keep, the selected module names).
 
     Every entry needs one of ``op_types``/``op_names``/``op_names_re``, may use the ``exclude_op_*``
-    keys, and must give ``sparse_ratio`` in (0, 1). Unknown keys, names or types that match nothing,
-    and entries selecting no prunable layer raise ``ValueError`` naming the entry.
+    keys, and must give ``sparse_ratio`` in (0, 1) (the share to remove) or ``budget`` (what to keep,
+    a ``kind`` = ``'memory'`` or ``'macs'`` budget of :mod:`ir_prune_plugin.budgets`). Unknown keys,
+    names or types that match nothing, and entries selecting no prunable layer raise ``ValueError``
+    naming the entry.
     """
     if not isinstance(config_list, (list, tuple)) or not config_list:
         raise TypeError(f"config_list must be a non-empty list of dicts, got {config_list!r}")
     modules = dict(model.named_modules())
     types = {type(m).__name__ for m in modules.values()}
     prunable_names = {t.__name__ for t in prunable}
-    ratios: list[float] = []
+    budgets: list[BudgetLike] = []
+    given: list[Any] = []
     selected: list[str] = []
     for i, entry in enumerate(config_list):
         where = f"{owner} config_list[{i}]"
@@ -74,13 +100,8 @@ def validate_config_list(model: nn.Module, config_list: Any, prunable: Sequence[
                     raise ValueError(f"{where}[{key!r}] has an invalid regular expression {pattern!r}: {exc}") from None
                 if not any(rx.match(n) for n in modules):
                     raise ValueError(f"{where}[{key!r}] pattern {pattern!r} matches no module name")
-        ratio = entry.get("sparse_ratio")
-        if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real):
-            raise ValueError(f"{where} needs sparse_ratio, a number in (0, 1), got {ratio!r}")
-        if not 0 < float(ratio) < 1:
-            raise ValueError(f"{where} has sparse_ratio={ratio!r}; it must be in (0, 1) "
-                             "(the fraction of the budgeted cost to remove)")
-        chosen, _, _ = select_modules_by_config(model, {k: v for k, v in entry.items() if k != "sparse_ratio"})
+        budget = _entry_budget(entry, where, kind)
+        chosen, _, _ = select_modules_by_config(model, {k: v for k, v in entry.items() if k not in BUDGET_KEYS})
         bad = sorted(n for n, m in chosen.items() if type(m).__name__ not in prunable_names)
         if bad:
             raise ValueError(f"{where} selects modules {owner} cannot prune: {bad[:5]} "
@@ -88,9 +109,11 @@ def validate_config_list(model: nn.Module, config_list: Any, prunable: Sequence[
                              f"prunable types: {sorted(prunable_names)}")
         if not chosen:
             raise ValueError(f"{where} selects no module (after the exclude_op_* keys)")
-        ratios.append(float(ratio))
+        budgets.append(budget)
+        given.append(entry["budget"] if "budget" in entry else entry["sparse_ratio"])
         selected.extend(n for n in sorted(chosen) if n not in selected)
-    if len(set(ratios)) > 1:
+    if len(set(budgets)) > 1:
+        keys = "sparse_ratio" if all("budget" not in e for e in config_list) else "budget / sparse_ratio"
         raise ValueError(f"{owner} applies one budget to all selected layers, but config_list gives "
-                         f"different sparse_ratio values {ratios}; use one value")
-    return ratios[0], selected
+                         f"different {keys} values {given}; use one value")
+    return budgets[0], selected

@@ -12,8 +12,16 @@ import torch
 from torch import nn
 
 from ..archs import build_arch
+from .shipped import load_state, shipped_file
+
+__all__ = ["cache_key", "default_cache_dir", "pretrained", "weights_name"]
 
 log = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> Path:
+    """Where pretrained weights are cached (``IRPRUNE_CACHE`` overrides)."""
+    return Path(os.environ.get("IRPRUNE_CACHE", Path.home() / ".cache" / "ir-prune-plugin" / "weights"))
 
 
 def cache_key(spec: dict[str, Any]) -> str:
@@ -34,7 +42,6 @@ def pretrained(arch: dict[str, Any], train: Callable[[nn.Module], None], cache_d
     first (unless ``shipped=False``), then the cache file ``<cache_dir>/<weights_name(arch, key)>``
     (a plain state_dict).
     """
-    from ..workloads.shipped import load_state, shipped_file
 
     spec = dict(arch)
     name = spec.pop("type")

@@ -5,35 +5,19 @@ import copy
 import logging
 from typing import Any, Iterable
 
-import torch
 from torch import nn
 
+from ..macs import total_macs
 from .._inputs import check_example_inputs
-from .macs import layer_macs
+from .magnitude import bisect_ratio, magnitude_prune
+
+__all__ = ["l1_filter_prune"]
 
 log = logging.getLogger(__name__)
 
 
-def _prune(model: nn.Module, inputs: tuple, ratio: float, ignored: list[nn.Module]) -> nn.Module:
-    import torch_pruning as tp
-
-    work = copy.deepcopy(model)
-    names = {m: n for n, m in model.named_modules()}
-    work_mods = dict(work.named_modules())
-    ign = [work_mods[names[m]] for m in ignored]
-    from ..integrations.torch_pruning import CompactorMagnitudeImportance, requires_grad_kept, tp_kwargs
-
-    extra = tp_kwargs(work, inputs, ignored_layers=ign)
-    with torch.enable_grad(), requires_grad_kept(work, trace=True):  # a frozen model traces whole
-        pruner = tp.pruner.MetaPruner(work, inputs, importance=CompactorMagnitudeImportance(p=1),
-                                      pruning_ratio=ratio, **extra)
-        pruner.step()
-    return work
-
-
-def total_macs(model: nn.Module, example_inputs: Any) -> float:
-    """MACs of every Conv/ConvTranspose/Linear/Compactor weight for one forward."""
-    return float(sum(layer_macs(model, example_inputs).values()))
+def _prune(model: nn.Module, inputs: tuple, ratio: float, ignored: list[str]) -> nn.Module:
+    return magnitude_prune(copy.deepcopy(model), inputs, ratio, ignored_layers=ignored, p=1)
 
 
 def l1_filter_prune(model: nn.Module, example_inputs: Any, target_macs: float, *,
@@ -42,8 +26,8 @@ def l1_filter_prune(model: nn.Module, example_inputs: Any, target_macs: float, *
 
     The uniform channel ratio is bisected; the result is the least-pruned model whose weight
     MACs (same counter as SLS) do not exceed the target. PixelShuffle and Compactor rules come
-    from :mod:`ir_prune_plugin.integrations.torch_pruning` (layers producing the output are
-    kept); ``ignored_layers`` adds layers to keep whole. Returns a new model.
+    from the channel engine (:mod:`.tp_rules`; layers producing the output are kept);
+    ``ignored_layers`` adds layers to keep whole. Returns a new model.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -58,18 +42,14 @@ def l1_filter_prune(model: nn.Module, example_inputs: Any, target_macs: float, *
         unknown = [n for n in ignored_layers if n not in mods]
         if unknown:
             raise ValueError(f"ignored_layers names unknown layers {unknown}")
-        ignored = [mods[n] for n in ignored_layers]
-    lo, hi, best = 0.0, 0.99, None
-    for _ in range(iters):
-        mid = (lo + hi) / 2
-        cand = _prune(model, inputs, mid, ignored)
-        macs = total_macs(cand, inputs)
-        if macs <= target_macs:
-            best, hi = (cand, macs), mid
-            if macs >= target_macs * (1 - tol):
-                break
-        else:
-            lo = mid
+        ignored = list(ignored_layers)
+
+    def attempt(ratio: float) -> tuple[nn.Module, float]:
+        cand = _prune(model, inputs, ratio, ignored)
+        return cand, total_macs(cand, inputs)
+
+    best, hi = bisect_ratio(attempt, lambda c: c[1] <= target_macs, 0.0, 0.99, iters,
+                            close_enough=lambda c: c[1] >= target_macs * (1 - tol))
     if best is None:
         raise ValueError(f"L1 filter pruning cannot reach {target_macs:.0f} MACs (dense {dense:.0f}) "
                          "with the ignored layers kept whole")

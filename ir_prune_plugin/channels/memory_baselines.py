@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
-from ..budget import format_bytes
-from ..integrations import torch_pruning as tpi
+from ..archs import build_arch
+from ..memory import estimate_peak_memory
+from ..memory.groups import GroupCost
+from ..vocabulary import format_bytes
+from .magnitude import bisect_ratio, magnitude_prune
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,6 @@ class BaselineResult:
 
 def estimate_peak(model: nn.Module, memory_input_size: Sequence[int]) -> int:
     """Estimated peak activation bytes of ``model`` at ``memory_input_size`` (meta device)."""
-    from ..memory import estimate_peak_memory  # noqa: PLC0415
     return int(estimate_peak_memory(model, torch.empty(tuple(memory_input_size), device="meta")).peak_bytes)
 
 
@@ -61,19 +62,17 @@ class LinearPeak:
     """
 
     def __init__(self, reference: nn.Module, memory_input_size: Sequence[int]) -> None:
-        from ..memory import estimate_peak_memory  # noqa: PLC0415
         self.size = tuple(memory_input_size)
         profile = estimate_peak_memory(reference, torch.empty(self.size, device="meta"))
-        self.groups = profile.groups
-        self.exact = bool(self.groups) and max(g.bytes for g in self.groups) == profile.peak_bytes
+        self.costs = [GroupCost.from_group(g) for g in profile.groups]
+        self.exact = bool(profile.groups) and max(g.bytes for g in profile.groups) == profile.peak_bytes
 
     def __call__(self, model: nn.Module) -> int:
         """Peak bytes of ``model`` (same graph as the reference)."""
         if not self.exact:
             return estimate_peak(model, self.size)
         widths = {n: _out_channels(m) for n, m in model.named_modules()}
-        return max(g.fixed_bytes + sum(b * widths[layer] for layer, b in zip(g.layers, g.bytes_per_channel))
-                   for g in self.groups)
+        return max(c.bytes(widths) for c in self.costs)
 
 
 def uniform_width_to_budget(spec: dict[str, Any], budget_bytes: int, memory_input_size: Sequence[int],
@@ -83,7 +82,6 @@ def uniform_width_to_budget(spec: dict[str, Any], budget_bytes: int, memory_inpu
     Scales ``width`` (our U-Nets) or ``num_feat`` (BasicSR nets); the new model is randomly
     initialised.
     """
-    from ..archs import build_arch  # noqa: PLC0415
     if not isinstance(spec, dict) or "type" not in spec:
         raise ValueError(f"spec must be a dict with a 'type' key (see archs.arch_spec), got {spec!r}")
     kwargs = {k: v for k, v in spec.items() if k != "type"}
@@ -134,19 +132,6 @@ def _confirmed(res: BaselineResult, memory_input_size: Sequence[int], budget_byt
     return BaselineResult(res.model, res.knob, peak)
 
 
-def _global_magnitude(model: nn.Module, example_inputs: Any, ratio: float, ignored: list[str],
-                      max_ratio: float, round_to: int | None, uniform: bool = False) -> nn.Module:
-    kwargs = tpi.tp_kwargs(model, example_inputs, ignored_layers=ignored)
-    was_training = model.training
-    with torch.enable_grad(), tpi.requires_grad_kept(model, trace=True):  # a frozen model traces whole
-        pruner = tp.pruner.MetaPruner(
-            model, example_inputs, importance=tpi.CompactorMagnitudeImportance(p=2), global_pruning=not uniform,
-            pruning_ratio=ratio, max_pruning_ratio=max_ratio, round_to=round_to, **kwargs)
-        pruner.step()
-    model.train(was_training)
-    return model
-
-
 def magnitude_prune_to_budget(model: nn.Module, example_inputs: Any, budget_bytes: int,
                               memory_input_size: Sequence[int], *, ignored_layers: Sequence[str] = (),
                               max_ratio: float = 0.9, round_to: int | None = None,
@@ -165,7 +150,8 @@ def magnitude_prune_to_budget(model: nn.Module, example_inputs: Any, budget_byte
 
     def attempt(ratio: float) -> BaselineResult:
         work = copy.deepcopy(model)
-        _global_magnitude(work, example_inputs, ratio, names, max_ratio, round_to, uniform)
+        magnitude_prune(work, example_inputs, ratio, ignored_layers=names, p=2, global_pruning=not uniform,
+                        max_ratio=max_ratio, round_to=round_to)
         return BaselineResult(work, ratio, peak_of(work))
 
     # The peak is not monotone in the global ratio (Torch-Pruning's per-layer cap redistributes
@@ -182,14 +168,7 @@ def magnitude_prune_to_budget(model: nn.Module, example_inputs: Any, budget_byte
         raise ValueError(f"global magnitude pruning reaches no ratio in ({scan_step}, {max_ratio}] whose "
                          f"peak meets the budget {format_bytes(budget_bytes)} (memory-blind pruning keeps "
                          "the large early feature maps)")
-    hi = best.knob
-    for _ in range(iterations):
-        mid = (lo + hi) / 2
-        res = attempt(mid)
-        if res.peak_bytes <= budget_bytes:
-            hi, best = mid, res
-        else:
-            lo = mid
+    best, _ = bisect_ratio(attempt, lambda r: r.peak_bytes <= budget_bytes, lo, best.knob, iterations, best=best)
     best = _confirmed(best, memory_input_size, budget_bytes)
     log.info("%s magnitude ratio %.4f: peak %s (budget %s)", "uniform" if uniform else "global", best.knob,
              format_bytes(best.peak_bytes), format_bytes(budget_bytes))

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from . import masks as mk
-from ._base import NMPrunerBase, check_ratio
+from ..budgets import check_ratio
+from .nm_pruner import NMPrunerBase
 from .nm import check_n_m
 
 log = logging.getLogger(__name__)

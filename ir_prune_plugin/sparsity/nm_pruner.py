@@ -10,16 +10,15 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from . import masks as mk
 from .._inputs import check_example_inputs
 from ..channels.rules.reparam import fuse_reparam
 from ..loops import fit as _fit
-from .macs import kept_macs, layer_macs
+from ..macs import kept_macs, layer_macs
+from ..vocabulary import PLAN_ATTR
+from . import masks as mk
 from .nm import check_n_m, check_nm, eligible_layers
 
 log = logging.getLogger(__name__)
-
-PLAN_ATTR = "irprune_nm_plan"
 
 
 @dataclass(frozen=True)
@@ -30,15 +29,6 @@ class FitOptions:
     batch_size: int = 8
     seed: int = 0
     progress: bool = True
-
-
-def check_ratio(name: str, value: Any) -> float:
-    """A ratio strictly inside (0, 1), else ``TypeError``/``ValueError`` naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a float in (0, 1), got {value!r} ({type(value).__name__})")
-    if not 0.0 < float(value) < 1.0:
-        raise ValueError(f"{name} must be a ratio in (0, 1) (e.g. 0.25 keeps a quarter), got {value}")
-    return float(value)
 
 
 class NMPrunerBase:
@@ -127,6 +117,59 @@ class NMPrunerBase:
         log.info("N:M model finalized: %d layers, kept MACs ratio %.4f", len(plan),
                  kept_macs(self.dense_macs, plan) / self.total_dense)
         return self.model
+
+    def reset_weights(self, model: nn.Module) -> None:
+        """Take ``model``'s current weights (the same network, unmasked) under the masks, with the
+        magnitude ranks refreshed from them: a pruner built earlier restarts from new weights."""
+        self._check_live()
+        mk.load_dense_state(self.model, model.state_dict())
+        for module in self.layers.values():
+            mask = mk.mask_module(module)
+            if hasattr(mask, "refresh"):  # masks with magnitude ranks (SR-STE recomputes its own)
+                mask.refresh(mk.original(module).detach())
+
+    # --- state ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The pruner's state in plain containers and CPU tensors: per layer its N and mask buffers
+        (magnitude ranks; SLS scores), the step count and what subclasses add (:meth:`_extra_state`).
+
+        With the model's weights it resumes a run exactly: build a fresh pruner on the same weights,
+        then :meth:`load_state_dict`.
+        """
+        layers = {}
+        for name, module in self.layers.items():
+            mask = mk.mask_module(module)
+            entry: dict[str, Any] = {"N": int(mask.N)}
+            entry.update({k: b.detach().cpu().clone() for k, b in mask.named_buffers()})
+            layers[name] = entry
+        return {"M": self.M, "layers": layers, "steps_done": int(getattr(self, "steps_done", 0)),
+                **self._extra_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` into this pruner (built on the same layers and M)."""
+        self._check_live()
+        if not isinstance(state, dict) or "layers" not in state:
+            raise TypeError(f"state must be a dict from {type(self).__name__}.state_dict(), got {type(state).__name__}")
+        if state.get("M") != self.M or set(state["layers"]) != set(self.layers):
+            raise ValueError(f"state is for M={state.get('M')} and layers {sorted(state['layers'])[:6]}, this "
+                             f"pruner has M={self.M} and layers {sorted(self.layers)[:6]}")
+        with torch.no_grad():
+            for name, module in self.layers.items():
+                mask = mk.mask_module(module)
+                entry = state["layers"][name]
+                for key, buf in mask.named_buffers():
+                    buf.copy_(entry[key].to(buf.device, buf.dtype))
+                mask.N = int(entry["N"])
+        if hasattr(self, "steps_done"):
+            self.steps_done = int(state.get("steps_done", 0))
+        self._load_extra_state(state)
+
+    def _extra_state(self) -> dict[str, Any]:
+        """Subclass state beyond the masks (plain containers)."""
+        return {}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`_extra_state` (the masks are already restored)."""
 
     # --- convenience loop ------------------------------------------------------------------
     def fit(self, data: Dataset | Iterable, steps: int, options: FitOptions = FitOptions()) -> list[float]:

@@ -12,7 +12,7 @@ from nni.compression.utils import Evaluator
 from torch import nn
 
 from ..._inputs import check_example_inputs
-from .config import register_compactor, validate_config_list
+from .config_list import register_compactor, validate_config_list
 
 _log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ class PluginPruner(Pruner):
     """
 
     prunable_types: Sequence[type] = ()
+    budget_kind = "memory"  #: what the config_list's budget measures: 'memory' (MOSP) or 'macs' (SLS)
 
     def __init__(self, model: nn.Module, config_list: list[dict], evaluator: Evaluator | None,
                  example_inputs: Any, existed_wrappers: dict | None = None) -> None:
@@ -36,21 +37,29 @@ class PluginPruner(Pruner):
             raise TypeError(f"evaluator must be an NNI Evaluator (e.g. TorchEvaluator), got {type(evaluator).__name__}")
         register_compactor()
         self.example_inputs = check_example_inputs(model, example_inputs)
-        self.sparse_ratio, self.selected = validate_config_list(model, config_list, self.prunable_types,
-                                                                type(self).__name__)
+        self.budget, self.selected = validate_config_list(model, config_list, self.prunable_types,
+                                                          type(self).__name__, self.budget_kind)
         try:
             self._setup(copy.deepcopy(model))  # may raise: the model is not wrapped yet
         except ValueError as exc:
             if "budget" not in str(exc):
                 raise
-            # the core's budget is 1 - sparse_ratio: say which config_list value to change
-            raise ValueError(f"config_list sparse_ratio={self.sparse_ratio!r} cannot be met (the pruner keeps "
-                             f"{1 - self.sparse_ratio:.4g} of the budgeted quantity): {exc}; "
-                             "lower sparse_ratio") from None
-        super().__init__(model, config_list, evaluator, existed_wrappers)
+            # say which config_list value to change
+            given = [e.get("budget", e.get("sparse_ratio")) for e in config_list]
+            raise ValueError(f"config_list {'budget' if any('budget' in e for e in config_list) else 'sparse_ratio'}"
+                             f"={given[0]!r} cannot be met (the pruner keeps {self.budget!r} of the budgeted "
+                             f"quantity): {exc}; lower sparse_ratio (or raise budget)") from None
+        # NNI's schema knows sparse_ratio only: a ``budget`` entry becomes the share it removes
+        nni_list = [{**{k: v for k, v in e.items() if k != "budget"}, "sparse_ratio": self.removed_share()}
+                    if "budget" in e else e for e in config_list]
+        super().__init__(model, nni_list, evaluator, existed_wrappers)
 
     def _setup(self, pure: nn.Module) -> None:
         """Build the algorithm on an unwrapped copy, so bad budgets fail before NNI wraps the model."""
+
+    def removed_share(self) -> float:
+        """The share of the budgeted cost the pruner removes (NNI's ``sparse_ratio``)."""
+        return 1.0 - float(self.budget)
 
     # NNI's default granularity is 'out_channel'; our masks are element-wise tensors of weight shape.
     def _set_default_sparse_granularity(self, target_space: PruningTargetSpace) -> None:

@@ -1,16 +1,29 @@
-"""Parse user budgets: a ratio of a reference (``0.5``, ``"50%"``) or a size (``"384MB"``, bytes).
+"""The one place user budgets are parsed and resolved, with one set of error messages.
 
-Units follow SI/IEC strictly: ``KB/MB/GB/TB`` are powers of 1000, ``KiB/MiB/GiB/TiB`` powers of
-1024, ``B`` or no unit is bytes. Case-insensitive (``"384mb"`` == ``"384MB"``).
+* A **memory budget** (MOSP) is a ratio of the dense peak (``0.5``, ``"0.5"``, ``"50%"``) or a size
+  (``"384MB"``, ``"1.5GiB"``, int bytes ``40000000`` or the string ``"40000000"``). Units follow
+  SI/IEC strictly: ``KB/MB/GB/TB`` are powers of 1000, ``KiB/MiB/GiB/TiB`` powers of 1024, ``B``
+  or no unit is bytes; case-insensitive. A unitless decimal (``"0.5"``) is a ratio like the float,
+  a unitless integer (``"40000000"``) bytes like the int.
+* A **MACs budget** (SLS, N:M) is the ratio of the prunable layers' dense MACs to keep, at least
+  ``1/M`` (an N:M plan keeps one weight per group). The pruners take the float (``0.25``); the text
+  entry points (CLI, YAML, NNI ``budget``) also read ``"0.25"`` and ``"25%"`` through
+  :func:`parse_macs_budget`.
+
+The Python API, the CLI (strings), BasicSR YAML (numbers or strings) and NNI ``config_list``
+entries (``budget`` or ``sparse_ratio = 1 - budget``) all go through these functions.
 """
 from __future__ import annotations
 
 import math
 import re
 from numbers import Integral, Real
-from typing import Union
+from typing import Any, Union
 
-__all__ = ["BudgetLike", "parse_memory_budget", "parse_size", "format_bytes"]
+from .vocabulary import format_bytes
+
+__all__ = ["BudgetLike", "check_memory_budget", "check_ratio", "parse_macs_budget", "parse_memory_budget",
+           "parse_size"]
 
 BudgetLike = Union[int, float, str]
 
@@ -22,6 +35,7 @@ _UNITS = {
 }
 _SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*$")
 _PERCENT_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*%\s*$")
+_DECIMAL_RE = re.compile(r"^\s*[-+]?(?:[0-9]*\.[0-9]+|[0-9]+\.)(?:[eE][-+]?[0-9]+)?\s*$")  # "0.5": a float
 
 
 def parse_size(text: str) -> int:
@@ -63,6 +77,8 @@ def parse_memory_budget(budget: BudgetLike, reference_bytes: int) -> int:
         nbytes = int(math.floor(ratio * reference_bytes))
     elif isinstance(budget, str):
         percent = _PERCENT_RE.match(budget)
+        if _DECIMAL_RE.match(budget):  # a unitless decimal means what the float means (a ratio)
+            return parse_memory_budget(float(budget), reference_bytes)
         if percent is not None:
             return parse_memory_budget(float(percent.group(1)) / 100.0, reference_bytes) \
                 if 0 < float(percent.group(1)) < 100 else _raise_percent(budget)
@@ -84,6 +100,37 @@ def _raise_percent(text: str) -> int:
     raise ValueError(f"a percentage budget must lie strictly between 0% and 100%, got {text!r}")
 
 
-def format_bytes(nbytes: float) -> str:
-    """Human-readable size in MiB (``'12.50 MiB'``), the unit used in reports."""
-    return f"{nbytes / 2 ** 20:.2f} MiB"
+def check_memory_budget(budget: Any, what: str = "memory budget") -> BudgetLike:
+    """Check a memory budget's type and format before the dense peak is known; returns it unchanged."""
+    try:
+        parse_memory_budget(budget, 2 ** 62)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{what} {budget!r} is invalid: {exc}") from None
+    return budget
+
+
+def check_ratio(name: str, value: Any) -> float:
+    """A ratio strictly inside (0, 1), else ``TypeError``/``ValueError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float in (0, 1), got {value!r} ({type(value).__name__})")
+    if not 0.0 < float(value) < 1.0:
+        raise ValueError(f"{name} must be a ratio in (0, 1), got {value} (e.g. 0.25 keeps a quarter)")
+    return float(value)
+
+
+def parse_macs_budget(budget: Any, M: int | None = None, *, name: str = "macs_budget") -> float:
+    """The kept share of the dense MACs as a float in (0, 1): ``0.25``, ``"0.25"`` or ``"25%"``.
+
+    With ``M``, the budget must also be at least ``1/M``, the least any N:M plan keeps.
+    """
+    if isinstance(budget, str):
+        percent = _PERCENT_RE.match(budget)
+        try:
+            budget = float(percent.group(1)) / 100.0 if percent is not None else float(budget)
+        except ValueError:
+            raise ValueError(f"{name} must be a ratio in (0, 1) such as 0.25 or '25%', got {budget!r}") from None
+    ratio = check_ratio(name, budget)
+    if M is not None and ratio < 1.0 / M:
+        raise ValueError(f"{name}={ratio} is below 1/M={1 / M:.4f}, the least any N:{M} plan keeps; "
+                         "use a larger budget or a larger M")
+    return ratio

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from .figures import tradeoff_plot
+from ..workloads.figures import tradeoff_plot
 
 COLUMNS = (("method", "method", "{}"), ("budget", "budget", "{}"), ("psnr", "PSNR (dB)", "{:.2f}"),
            ("ssim", "SSIM", "{:.4f}"), ("peak_mb_est", "peak MiB @2K (est.)", "{:.1f}"),
