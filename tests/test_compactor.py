@@ -169,3 +169,15 @@ def test_errors_are_clear() -> None:
     model = insert_compactors(build_arch("sid_unet", width=0.25), torch.rand(1, 3, 16, 16))
     with pytest.raises(ValueError, match="already has compactors"):
         insert_compactors(model, torch.rand(1, 3, 16, 16))
+
+
+def test_model_with_compactors_pickles():
+    """DDP and multiprocessing pickle the module: unpickling re-traces it with the tracer's class."""
+    import pickle
+
+    from ir_prune_plugin import insert_compactors
+    from ir_prune_plugin.archs import build_arch
+
+    model = insert_compactors(build_arch("sid_unet", width=0.125), torch.rand(1, 3, 32, 32))
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.allclose(pickle.loads(pickle.dumps(model))(x), model(x))

@@ -32,7 +32,9 @@ _MAX_REPAIRS = 64
 
 
 class _Tracer(fx.Tracer):
-    def __init__(self, leaves: set[str], functions: tuple[Callable[..., Any], ...]) -> None:
+    # defaults: unpickling a GraphModule re-traces it with ``type(tracer)()`` (e.g. DDP's copies)
+    def __init__(self, leaves: frozenset[str] | set[str] = frozenset(),
+                 functions: tuple[Callable[..., Any], ...] = ()) -> None:
         super().__init__(autowrap_functions=functions)
         self.extra_leaves = leaves
 
