@@ -13,7 +13,7 @@ import torch_pruning as tp
 from torch import nn
 
 from ir_prune_plugin.channels.checked_step import checked_step
-from ir_prune_plugin.channels.deadline import AnalysisTimeout, time_limit
+from ir_prune_plugin.channels.deadline import WALL_FACTOR, AnalysisTimeout, time_limit
 from ir_prune_plugin.channels.rules.reparam import FUSED_ATTR, fuse_reparam
 from ir_prune_plugin.channels.safety import BrokenForwardError, checked_change
 from ir_prune_plugin.integrations.torch_pruning import CompactorMagnitudeImportance, tp_kwargs
@@ -82,6 +82,19 @@ def test_time_limit_interrupts_python_loops() -> None:
     with time_limit("a quick one", 5.0):   # no leftover exception afterwards
         sum(range(1000))
     time.sleep(0.05)
+
+
+def test_time_limit_counts_cpu_time_not_waiting() -> None:
+    """A loaded machine (the thread waiting, not computing) must not turn into a timeout; a
+    thread that stalls past the wall-clock backstop still gets one."""
+    with time_limit("a waiting analysis", 0.5):
+        time.sleep(1.0)           # 1 s wall, ~0 s CPU: under the 0.5 s CPU limit
+    t0 = time.perf_counter()
+    with pytest.raises(AnalysisTimeout):
+        with time_limit("a stalled analysis", 0.25):
+            while True:
+                time.sleep(0.01)  # no CPU used: only the backstop (WALL_FACTOR x limit) ends it
+    assert time.perf_counter() - t0 < 0.25 * WALL_FACTOR + 2
 
 
 @pytest.mark.parametrize("name", ["nafnet", "drunet", "safmn", "span", "swinir"])

@@ -6,6 +6,10 @@ nets (SCUNet: windowed attention with many reshapes and index maps) it runs for 
 :class:`AnalysisTimeout` *inside* it (``PyThreadState_SetAsyncExc``, delivered at the next Python
 bytecode), so the caller gets a clear error instead of a hang. Only Python-level loops are
 interrupted: a single long C call finishes first.
+
+The limit counts the analysing thread's own CPU time (``time.pthread_getcpuclockid``), so a
+loaded machine does not turn a normal analysis into a timeout; a wall-clock backstop of
+:data:`WALL_FACTOR` times the limit still ends a thread that stalls without using CPU.
 """
 from __future__ import annotations
 
@@ -13,12 +17,15 @@ import contextlib
 import ctypes
 import os
 import threading
+import time
 from typing import Iterator
 
-__all__ = ["AnalysisTimeout", "DEFAULT_LIMIT_S", "time_limit"]
+__all__ = ["AnalysisTimeout", "DEFAULT_LIMIT_S", "WALL_FACTOR", "time_limit"]
 
 #: Default seconds for one dependency-graph analysis (override with ``IRPRUNE_ANALYSIS_LIMIT_S``).
 DEFAULT_LIMIT_S = 40.0
+#: The wall-clock backstop, as a multiple of the CPU-time limit.
+WALL_FACTOR = 4.0
 
 
 class AnalysisTimeout(TimeoutError):
@@ -67,10 +74,27 @@ def time_limit(what: str, seconds: float | None = None) -> Iterator[None]:
     done = threading.Event()
     fired = threading.Event()
 
+    try:  # the analysing thread's CPU clock (Linux, most Unixes); else wall-clock only
+        clock = time.pthread_getcpuclockid(target)
+        cpu_start = time.clock_gettime(clock)
+    except (AttributeError, OSError):
+        clock = None
+    wall_end = time.monotonic() + (limit * WALL_FACTOR if clock is not None else limit)
+
+    def over_limit() -> bool:
+        if time.monotonic() >= wall_end:
+            return True
+        try:
+            return clock is not None and time.clock_gettime(clock) - cpu_start >= limit
+        except OSError:  # the thread is gone: nothing left to interrupt
+            return False
+
     def watchdog() -> None:
-        if not done.wait(limit):
-            fired.set()
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), ctypes.py_object(_Interrupt))
+        while not done.wait(min(0.25, limit)):
+            if over_limit():
+                fired.set()
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), ctypes.py_object(_Interrupt))
+                return
 
     thread = threading.Thread(target=watchdog, name="irprune-time-limit", daemon=True)
     thread.start()
@@ -78,7 +102,7 @@ def time_limit(what: str, seconds: float | None = None) -> Iterator[None]:
         yield
     except _Interrupt as exc:
         raise AnalysisTimeout(
-            f"{what} did not finish within {limit:.0f} s: Torch-Pruning's dependency analysis does not "
+            f"{what} did not finish within {limit:.0f} s of CPU time: Torch-Pruning's dependency analysis does not "
             "scale to this graph (typically windowed attention with many reshapes). Prune the parts "
             "of the network you care about with ignored_layers=..., or raise the limit with "
             "IRPRUNE_ANALYSIS_LIMIT_S") from None
