@@ -144,9 +144,16 @@ def _after_inplace_users(model: nn.Module, graph: fx.Graph, src: fx.Node, dst: f
     anchor = src
     for u in src.users:
         if (u.op == "call_module" and u.args and u.args[0] is src and order[anchor] < order[u] < order[dst]
-                and getattr(model.get_submodule(str(u.target)), "inplace", False) is True):
+                and _is_inplace(model, str(u.target))):
             anchor = u
     return anchor
+
+
+def _is_inplace(model: nn.Module, target: str) -> bool:
+    try:
+        return getattr(model.get_submodule(target), "inplace", False) is True
+    except AttributeError:  # a compactor this rewrite inserted (added to the model at its end)
+        return False
 
 
 def _rewrite(model: nn.Module, graph: fx.Graph, sites: Sequence[SkipSite]) -> CompactorGraphModule:
