@@ -9,9 +9,10 @@ instead of surfacing later as a raw conv, fx or export error.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -19,7 +20,7 @@ from torch.utils._pytree import tree_leaves
 
 from .vocabulary import as_tuple
 
-__all__ = ["check_example_inputs", "meta_copy", "model_dtype", "primary_output"]
+__all__ = ["check_example_inputs", "meta_copy", "model_dtype", "module_stack", "primary_output"]
 
 # Errors a meta-device dry run raises for reasons that have nothing to do with the inputs'
 # shapes (value-dependent code, fixed devices, ops without a meta kernel): not blamed on them.
@@ -77,9 +78,13 @@ def _check_arity(model: nn.Module, n: int) -> None:
                      + f" ({names}); pass one tensor per forward argument, as a tuple")
 
 
-def _dry_run(model: nn.Module, inputs: tuple[torch.Tensor, ...], dtype: torch.dtype | None) -> None:
-    """Run ``model`` on meta copies of ``inputs``; a shape/dtype failure is blamed on the inputs."""
-    work = meta_copy(model, dtype)
+@contextlib.contextmanager
+def module_stack(model: nn.Module) -> Iterator[list[str]]:
+    """Within the ``with`` body, the qualified names of ``model``'s modules that are running, innermost last.
+
+    Forward hooks do not run when a forward raises, so after a failed run the list still holds the
+    path to the failing module: error messages name ``stack[-1]`` ('' is the model itself).
+    """
     stack: list[str] = []
 
     def leave(*_: Any) -> None:
@@ -87,34 +92,42 @@ def _dry_run(model: nn.Module, inputs: tuple[torch.Tensor, ...], dtype: torch.dt
             stack.pop()
 
     handles = []
-    for name, mod in work.named_modules():
+    for name, mod in model.named_modules():
         handles.append(mod.register_forward_pre_hook(lambda _m, _a, _n=name: stack.append(_n)))
         handles.append(mod.register_forward_hook(leave))
     try:
-        with torch.no_grad():
-            work(*(torch.empty(t.shape, device="meta", dtype=dtype if dtype is not None
-                               and t.is_floating_point() else t.dtype) for t in inputs))
-    except (RuntimeError, ValueError, TypeError, IndexError, AssertionError) as exc:
-        text = str(exc).strip()
-        if any(s.lower() in text.lower() for s in _NOT_INPUT_ERRORS):
-            return  # cannot tell on meta; the real run reports it
-        where = ""
-        if stack and stack[-1]:
-            layer = work.get_submodule(stack[-1])
-            where = f" in module '{stack[-1]}' ({type(layer).__name__}"
-            takes = getattr(layer, "in_channels", getattr(layer, "in_features", None))
-            where += f", which takes {takes} channels)" if isinstance(takes, int) else ")"
-        hint = ""
-        want = dtype or model_dtype(model)
-        if dtype is None and any(t.is_floating_point() and t.dtype != want for t in inputs):
-            hint = f"; the model's weights are {str(want).replace('torch.', '')}: pass inputs of that dtype"
-        first = text.splitlines()[0] if text else type(exc).__name__
-        raise ValueError(f"example_inputs {_describe(inputs)} do not run through {type(model).__name__}"
-                         f"{where}: {first}{hint}; pass inputs with the rank, channels and size the "
-                         "model takes, e.g. a (1, C, H, W) image batch") from None
+        yield stack
     finally:
         for h in handles:
             h.remove()
+
+
+def _dry_run(model: nn.Module, inputs: tuple[torch.Tensor, ...], dtype: torch.dtype | None) -> None:
+    """Run ``model`` on meta copies of ``inputs``; a shape/dtype failure is blamed on the inputs."""
+    work = meta_copy(model, dtype)
+    with module_stack(work) as stack:
+        try:
+            with torch.no_grad():
+                work(*(torch.empty(t.shape, device="meta", dtype=dtype if dtype is not None
+                                   and t.is_floating_point() else t.dtype) for t in inputs))
+        except (RuntimeError, ValueError, TypeError, IndexError, AssertionError) as exc:
+            text = str(exc).strip()
+            if any(s.lower() in text.lower() for s in _NOT_INPUT_ERRORS):
+                return  # cannot tell on meta; the real run reports it
+            where = ""
+            if stack and stack[-1]:
+                layer = work.get_submodule(stack[-1])
+                where = f" in module '{stack[-1]}' ({type(layer).__name__}"
+                takes = getattr(layer, "in_channels", getattr(layer, "in_features", None))
+                where += f", which takes {takes} channels)" if isinstance(takes, int) else ")"
+            hint = ""
+            want = dtype or model_dtype(model)
+            if dtype is None and any(t.is_floating_point() and t.dtype != want for t in inputs):
+                hint = f"; the model's weights are {str(want).replace('torch.', '')}: pass inputs of that dtype"
+            first = text.splitlines()[0] if text else type(exc).__name__
+            raise ValueError(f"example_inputs {_describe(inputs)} do not run through {type(model).__name__}"
+                             f"{where}: {first}{hint}; pass inputs with the rank, channels and size the "
+                             "model takes, e.g. a (1, C, H, W) image batch") from None
 
 
 def check_example_inputs(model: nn.Module, example_inputs: Any, *, dtype: torch.dtype | None = None,

@@ -9,6 +9,7 @@ at the end so the count in the issue's note stays true.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import os
 
@@ -27,24 +28,14 @@ from ir_prune_plugin.channels.tp_graph import channel_groups, prune_channels
 from ir_prune_plugin.deploy.onnx_export import export_onnx
 from ir_prune_plugin.integrations.torch_pruning import tp_kwargs
 from ir_prune_plugin.sparsity import AnnealingSchedule, OneShotNM, SRSTEPruner
+from tiny_unets import mosp_options, unet
 
 SIZE = (1, 3, 32, 32)
 X = torch.rand(*SIZE, generator=torch.Generator().manual_seed(0))
 
 
-def _sid(width=0.125, seed=0):
-    torch.manual_seed(seed)
-    model = build_arch("sid_unet", width=width)
-    for m in model.modules():  # the zero-initialised head would make every output equal
-        if isinstance(m, nn.Conv2d) and m.out_channels == 3:
-            nn.init.normal_(m.weight, std=0.2)
-    return model.eval()
-
-
-def _opts(**kw):
-    base = dict(memory_input_size=SIZE, compactors=False, min_channels=1, outer_stride=2 ** 13)
-    base.update(kw)
-    return MOSPOptions(**base)
+_sid = functools.partial(unet, "sid_unet")
+_opts = functools.partial(mosp_options, SIZE)
 
 
 class TupleNet(nn.Module):

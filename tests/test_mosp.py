@@ -9,34 +9,10 @@ from torch import nn
 
 from ir_prune_plugin.archs import build_arch
 from ir_prune_plugin.channels.history import MOSPHistory
-from ir_prune_plugin.channels.mosp import MOSPOptions, MOSPPruner
+from ir_prune_plugin.channels.mosp import MOSPPruner
 from ir_prune_plugin.channels.units import UnitGraph
 from ir_prune_plugin.memory import estimate_peak_memory, measure_peak_memory
-
-SIZE = (1, 3, 32, 48)
-
-
-def _unet(kind="sid_unet", width=0.125, seed=0):
-    torch.manual_seed(seed)
-    model = build_arch(kind, width=width)
-    for m in model.modules():  # the SID U-Net's zero-initialised head would hide every change
-        if isinstance(m, nn.Conv2d) and m.out_channels == 3:
-            nn.init.normal_(m.weight, std=0.2)
-    return model.eval()
-
-
-def _opts(**kw):
-    base = dict(memory_input_size=SIZE, compactors=False, min_channels=1, outer_stride=2 ** 13)
-    base.update(kw)
-    return MOSPOptions(**base)
-
-
-def _state(model):
-    return {k: v.clone() for k, v in model.state_dict().items()}
-
-
-def _same_state(a, b):
-    return a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
+from tiny_unets import SIZE, mosp_options as _opts, same_state as _same_state, state as _state, unet as _unet
 
 
 def _check_budget(pruned, budget_bytes):

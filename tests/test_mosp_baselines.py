@@ -1,22 +1,13 @@
 """MOSP with compactors, and the equal-memory baselines (uniform width, memory-blind magnitude)."""
 import pytest
 import torch
-from torch import nn
 
 from ir_prune_plugin.archs import arch_spec, build_arch
 from ir_prune_plugin.channels.memory_baselines import estimate_peak, magnitude_prune_to_budget, uniform_width_to_budget
 from ir_prune_plugin.channels.compactor import Compactor
 from ir_prune_plugin.channels.mosp import MOSPOptions, MOSPPruner
 from ir_prune_plugin.memory import estimate_peak_memory, measure_peak_memory
-
-SIZE = (1, 3, 32, 48)
-
-
-def _unet(width=0.125):
-    torch.manual_seed(0)
-    model = build_arch("sid_unet", width=width)
-    nn.init.normal_(model.out.weight, std=0.2)
-    return model.eval()
+from tiny_unets import SIZE, unet as _unet
 
 
 def test_mosp_with_compactors_meets_budget_and_keeps_them():

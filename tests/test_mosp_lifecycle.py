@@ -9,30 +9,15 @@ import pytest
 import torch
 from torch import nn
 
-from ir_prune_plugin.archs import build_arch
 from ir_prune_plugin.channels.history import MOSPHistory
-from ir_prune_plugin.channels.mosp import MOSPOptions, MOSPPruner
+from ir_prune_plugin.channels.mosp import MOSPPruner
 from ir_prune_plugin.channels.plan_apply import apply_history
+from tiny_unets import mosp_options as _opts, same_state, unet as _unet
 
-SIZE = (1, 3, 32, 48)
-
-
-def _unet(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    model = build_arch("sid_unet", width=0.125)
-    for m in model.modules():  # the zero-initialised head would hide every change
-        if isinstance(m, nn.Conv2d) and m.out_channels == 3:
-            nn.init.normal_(m.weight, std=0.2)
-    return model.eval()
-
-
-def _opts(**kw) -> MOSPOptions:
-    return MOSPOptions(**{**dict(memory_input_size=SIZE, compactors=False, min_channels=1, outer_stride=2 ** 13), **kw})
 
 
 def _same(a: nn.Module, b: nn.Module) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]) for k in sa)
+    return same_state(a.state_dict(), b.state_dict())
 
 
 @pytest.fixture(scope="module")

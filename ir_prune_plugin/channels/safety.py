@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
+from .._inputs import module_stack
 from ..vocabulary import as_tuple
 
 __all__ = ["BrokenForwardError", "Snapshot", "check_forward", "checked_change", "graph_state", "output_shapes", "prune_group_checked", "reference_shapes"]
@@ -98,31 +99,6 @@ def output_shapes(output: Any) -> list[tuple[int, ...]]:
     return []
 
 
-@contextlib.contextmanager
-def _module_stack(model: nn.Module) -> Iterator[list[str]]:
-    """Track which (qualified) modules are running, innermost last."""
-    stack: list[str] = []
-    handles = []
-
-    def enter(name: str) -> Callable[..., None]:
-        def hook(*_: Any) -> None:
-            stack.append(name)
-        return hook
-
-    def leave(*_: Any) -> None:
-        if stack:
-            stack.pop()
-
-    for name, m in model.named_modules():
-        handles.append(m.register_forward_pre_hook(enter(name)))
-        handles.append(m.register_forward_hook(leave, always_call=True))
-    try:
-        yield stack
-    finally:
-        for h in handles:
-            h.remove()
-
-
 def _failing_line(exc: BaseException) -> str:
     """The innermost source line of the failure outside torch's own modules (else the last one)."""
     frames = traceback.extract_tb(exc.__traceback__)
@@ -163,7 +139,7 @@ def check_forward(model: nn.Module, example_inputs: Any,
     Buffers (BatchNorm statistics) are left as they were."""
     inputs = as_tuple(example_inputs)
     for mode in modes:
-        with _module_stack(model) as stack:
+        with module_stack(model) as stack:
             try:
                 out = _run(model, inputs, train=mode == "train")
             except Exception as exc:  # noqa: BLE001 - any failure of the user's forward counts

@@ -15,7 +15,7 @@ from ..budgets import check_memory_budget, parse_macs_budget
 from ..vocabulary import parse_hw
 
 __all__ = ["existing_file", "hw_size", "int_at_least", "json_object", "macs_ratio", "memory_budget",
-           "output_file"]
+           "output_file", "output_file_ending"]
 
 
 def int_at_least(low: int) -> Callable[[str], int]:
@@ -96,3 +96,14 @@ def output_file(text: str) -> Path:
     if str(path.resolve()).startswith(("/proc/", "/sys/", "/dev/")):
         raise argparse.ArgumentTypeError(f"{text!r} is on a kernel file system; choose a normal folder")
     return path
+
+
+def output_file_ending(suffix: str) -> Callable[[str], Path]:
+    """An :func:`output_file` type that also requires the file name to end in ``suffix`` (e.g. ``'.onnx'``)."""
+    def parse(text: str) -> Path:
+        path = output_file(text)
+        if path.suffix.lower() != suffix:
+            raise argparse.ArgumentTypeError(f"must name a {suffix} file, got {text!r}")
+        return path
+    parse.__name__ = f"{suffix} file"
+    return parse

@@ -3,14 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import existing_file, hw_size, json_object, output_file
-
-
-def _onnx_file(text: str):
-    path = output_file(text)
-    if path.suffix.lower() != ".onnx":
-        raise argparse.ArgumentTypeError(f"must name a .onnx file, got {text!r}")
-    return path
+from ._args import existing_file, hw_size, json_object, output_file_ending
 
 
 def _positive(text: str) -> float:
@@ -36,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--arch", help="registered arch name (sid_unet, res_unet, edsr, ...)")
     p.add_argument("--arch-args", type=json_object, default="{}", help='JSON kwargs for --arch, e.g. \'{"width": 0.25}\'')
     p.add_argument("--weights", type=existing_file, help="trained state_dict for --arch")
-    p.add_argument("--out", type=_onnx_file, required=True, help="the .onnx file to write")
+    p.add_argument("--out", type=output_file_ending(".onnx"), required=True, help="the .onnx file to write")
     p.add_argument("--size", type=hw_size, default="64x64", help="HEIGHTxWIDTH of the check input")
     p.add_argument("--exporter", choices=("dynamo", "torchscript"), default="dynamo",
                    help="torch.export-based (PyTorch's default) or the legacy, faster TorchScript tracer")

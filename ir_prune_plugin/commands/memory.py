@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..vocabulary import format_bytes
-from ._args import hw_size, int_at_least, json_object, output_file
+from ._args import hw_size, int_at_least, json_object, output_file, output_file_ending
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -49,13 +49,6 @@ def _in_channels(model: nn.Module, kwargs: dict[str, Any]) -> int:
     return int(first.in_channels) if first is not None else 3
 
 
-def _png(text: str) -> Path:
-    path = output_file(text)
-    if path.suffix.lower() != ".png":
-        raise argparse.ArgumentTypeError(f"must name a .png file, got {text!r}")
-    return path
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``irprune memory``."""
     p = subparsers.add_parser(
@@ -72,7 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="JSON kwargs for the arch, e.g. '{\"width\": 0.5}'")
     p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="activation dtype")
     p.add_argument("--top", type=int_at_least(1), default=5, help="how many pruning groups to list")
-    p.add_argument("--plot", type=_png, default=None, help="write a PNG of live MiB over steps here")
+    p.add_argument("--plot", type=output_file_ending(".png"), default=None, help="write a PNG of live MiB over steps here")
     p.add_argument("--measure", action="store_true",
                    help="also run the model for real and measure (scheduled and eager); allocates memory")
     p.add_argument("--json", type=output_file, default=None, help="write the figures as JSON here")

@@ -7,12 +7,12 @@ import time
 import torch
 from torch import nn
 
-from .._inputs import check_example_inputs
+from .._inputs import check_example_inputs, meta_copy
 from .channel_rules import ChannelPropagator
 from .groups import build_groups
 from .liveness import sweep
 from .profile import MemoryProfile
-from .trace import ExampleInputs, check_model, export_graph, meta_copy, normalize_inputs, to_meta_inputs
+from .trace import ExampleInputs, check_model, export_graph, normalize_inputs, to_meta_inputs
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,10 @@ import traceback
 from typing import Sequence, Union
 
 import torch
+import torch.fx.config as fx_config
 from torch import nn
 
-from .._inputs import meta_copy  # noqa: F401  (re-exported: the memory package's meta copy)
+from .._inputs import module_stack
 
 ExampleInputs = Union[torch.Tensor, Sequence[torch.Tensor], Sequence[int], torch.Size]
 
@@ -80,36 +81,23 @@ def _advice(exc: BaseException) -> str:
 
 def export_graph(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.export.ExportedProgram:
     """``torch.export.export(model, inputs, strict=False)``; failures -> :class:`TraceError`."""
-    stack: list[str] = []
-
-    def leave(module: nn.Module, args: object, out: object) -> None:
-        if stack:
-            stack.pop()
-
-    handles = []
-    for name, mod in model.named_modules():
-        handles.append(mod.register_forward_pre_hook(lambda m, a, _n=name: stack.append(_n)))
-        handles.append(mod.register_forward_hook(leave))
-    import torch.fx.config as fx_config
-
     emit = fx_config.do_not_emit_stack_traces
     fx_config.do_not_emit_stack_traces = True  # ~30% of export time; we do not use them
-    try:
-        return torch.export.export(model, inputs, strict=False)
-    except Exception as exc:  # noqa: BLE001 -- any tracing failure is translated
-        where = _user_frame(exc)
-        module = stack[-1] if stack else None
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        msg = [f"could not trace {type(model).__name__} with torch.export "
-               f"({type(exc).__name__}: {first})"]
-        if module is not None:
-            mtype = type(model.get_submodule(module)).__name__ if module else type(model).__name__
-            msg.append(f"in module '{module}' ({mtype})")
-        if where:
-            msg.append(f"at {where}")
-        msg.append(f"fix: {_advice(exc)}")
-        raise TraceError("; ".join(msg)) from exc
-    finally:
-        fx_config.do_not_emit_stack_traces = emit
-        for h in handles:
-            h.remove()
+    with module_stack(model) as stack:
+        try:
+            return torch.export.export(model, inputs, strict=False)
+        except Exception as exc:  # noqa: BLE001 -- any tracing failure is translated
+            where = _user_frame(exc)
+            module = stack[-1] if stack else None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            msg = [f"could not trace {type(model).__name__} with torch.export "
+                   f"({type(exc).__name__}: {first})"]
+            if module is not None:
+                mtype = type(model.get_submodule(module)).__name__ if module else type(model).__name__
+                msg.append(f"in module '{module}' ({mtype})")
+            if where:
+                msg.append(f"at {where}")
+            msg.append(f"fix: {_advice(exc)}")
+            raise TraceError("; ".join(msg)) from exc
+        finally:
+            fx_config.do_not_emit_stack_traces = emit
