@@ -1,5 +1,5 @@
 """Deployment benchmark: ONNX Runtime peak memory dense vs MOSP-50 %, budget-sized tiling, and
-MOSP vs tiling vs both at one budget -- all at 2048x1080 on the demo's dense SID U-Net x0.25.
+MOSP vs tiling vs both at one budget -- all at 2048x1080 on the quick demo's dense SID U-Net x0.25 (``--preset``).
 
     python benchmarks/deploy.py --out /tmp/bench_deploy [--threads 1] [--repeats 2]
 
@@ -7,8 +7,10 @@ MOSP vs tiling vs both at one budget -- all at 2048x1080 on the demo's dense SID
    of its estimated peak (compactors, 300 finetune steps, cached in ``--out``) exported to ONNX
    (``export_onnx``, checked against ONNX Runtime); the resident-set rise of one inference in a
    fresh process (``peak_rss``) for ONNX Runtime (arena on; off; off with glibc's mmap threshold
-   fixed at 64 KiB, so that RSS = live bytes) and PyTorch (eager; and with the fixed threshold),
-   beside ``estimate_peak_memory`` (which also counts the input image, the RSS rises do not).
+   fixed at 64 KiB, so that RSS = live bytes), the same two under ``MEMORY_PLAN`` (no NCHWc
+   layout transform, the exported node order) and PyTorch (eager; and with the fixed threshold),
+   beside ``estimate_peak_memory`` (which also counts the input image, the RSS rises do not) and
+   ``ort_liveness`` (ONNX Runtime's own plan computed in its execution order, input excluded).
 2. ``TiledRestorer`` on the dense net at ``--tile-budget`` (10 %) of the dense estimated peak:
    its plan, the real live activation bytes of the whole tiled run at 2048x1080
    (``LiveBytesTracker``; the caller's input excluded, the output included), PSNR tiled vs
@@ -28,23 +30,13 @@ import logging
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 MB = 2 ** 20
-
-
-class _WithTiles(torch.nn.Module):
-    """A TiledRestorer that always uses the given tiling (``evaluate`` takes a module)."""
-
-    def __init__(self, restorer: torch.nn.Module, tiles) -> None:
-        super().__init__()
-        self.restorer, self.tiles = restorer, tiles
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.restorer(x, self.tiles)
 
 
 def _latency(fn, x: torch.Tensor, repeats: int) -> float:
@@ -93,6 +85,8 @@ def memory_section(models: dict, files: dict, out: Path, hw: tuple[int, int], ar
     """Estimate, PyTorch RSS rise and ONNX Runtime RSS rise (arena on/off) per model."""
     from ir_prune_plugin.deploy.onnx_export import export_onnx
     from ir_prune_plugin.deploy.ort_memory import peak_rss
+    from ir_prune_plugin.deploy.ort_options import MEMORY_PLAN
+    from ir_prune_plugin.deploy.ort_plan import ort_liveness
     from ir_prune_plugin.memory import estimate_peak_memory
 
     rows = []
@@ -101,21 +95,30 @@ def memory_section(models: dict, files: dict, out: Path, hw: tuple[int, int], ar
         exp = export_onnx(model, onnx, torch.rand(1, 3, 64, 96), exporter=args.exporter)
         row = {"model": name, "estimate_mb": estimate_peak_memory(model, (1, 3, *hw)).peak_bytes / MB,
                "onnx_check_max_abs_diff": max(exp.max_abs_diff.values()), "export_s": round(exp.seconds, 1)}
+        # ONNX Runtime's own plan, computed: live bytes in its execution order (default settings, and
+        # MEMORY_PLAN: no NCHWc layout transform, the exported file's node order)
+        for key, opts in (("ort_order_est", {}), ("ort_plan_est", MEMORY_PLAN)):
+            row[f"{key}_mb"] = ort_liveness(onnx, hw, threads=args.threads, **opts).peak_bytes / MB
         # ONNX Runtime as shipped (arena + memory pattern), without the arena, and without the arena
-        # with every block > 64 KiB mmapped (RSS = live bytes: what its plan really holds); PyTorch eager
-        for key, engine, path, arena, mmap in (("ort", "onnxruntime", onnx, True, None),
-                                               ("ort_no_arena", "onnxruntime", onnx, False, None),
-                                               ("ort_exact", "onnxruntime", onnx, False, 65536),
-                                               ("torch", "torch", files[name], True, None),
-                                               ("torch_exact", "torch", files[name], True, 65536)):
+        # with every block > 64 KiB mmapped (RSS = live bytes: what its plan really holds), each also
+        # under MEMORY_PLAN; PyTorch eager
+        for key, engine, path, arena, mmap, opts in (
+                ("ort", "onnxruntime", onnx, True, None, {}),
+                ("ort_no_arena", "onnxruntime", onnx, False, None, {}),
+                ("ort_exact", "onnxruntime", onnx, False, 65536, {}),
+                ("ort_plan", "onnxruntime", onnx, True, None, MEMORY_PLAN),
+                ("ort_plan_exact", "onnxruntime", onnx, False, 65536, MEMORY_PLAN),
+                ("torch", "torch", files[name], True, None, {}),
+                ("torch_exact", "torch", files[name], True, 65536, {})):
             r = peak_rss(engine, path, hw, repeats=args.repeats, threads=args.threads, arena=arena,
-                         mmap_threshold=mmap)
+                         mmap_threshold=mmap, **opts)
             row[f"{key}_first_mb"], row[f"{key}_mb"], row[f"{key}_latency_s"] = r.first_rise / MB, r.rise / MB, r.latency_s
             logging.info("%s %s: first +%.0f MiB, then +%.0f MiB, %.2f s", name, key, r.first_rise / MB,
                          r.rise / MB, r.latency_s)
         rows.append(row)
-    for key in ("estimate_mb", "ort_mb", "ort_first_mb", "ort_no_arena_mb", "ort_no_arena_first_mb",
-                "ort_exact_mb", "torch_mb", "torch_first_mb", "torch_exact_mb"):
+    for key in ("estimate_mb", "ort_order_est_mb", "ort_plan_est_mb", "ort_mb", "ort_first_mb", "ort_no_arena_mb",
+                "ort_no_arena_first_mb", "ort_exact_mb", "ort_plan_first_mb", "ort_plan_exact_mb", "torch_mb",
+                "torch_first_mb", "torch_exact_mb"):
         rows[1][f"{key}_ratio"] = rows[1][key] / rows[0][key]
     return rows
 
@@ -123,7 +126,7 @@ def memory_section(models: dict, files: dict, out: Path, hw: tuple[int, int], ar
 def tiled_row(label: str, model: torch.nn.Module, budget_bytes: int, hw: tuple[int, int], val, args,
               untiled: dict | None = None) -> dict:
     """Plan, real live bytes at full size, PSNR on the held-out photos and latency of one tiling."""
-    from ir_prune_plugin.deploy import TiledRestorer
+    from ir_prune_plugin.deploy import TiledRestorer, WithTiles
     from ir_prune_plugin.loops import evaluate
     from ir_prune_plugin.memory import LiveBytesTracker
 
@@ -137,7 +140,7 @@ def tiled_row(label: str, model: torch.nn.Module, budget_bytes: int, hw: tuple[i
         y = r(x)
     del y
     # the photos are smaller than 2048x1080: restore them with the 2048x1080 plan's tiles
-    q = evaluate(_WithTiles(r, plan.tiles), val)
+    q = evaluate(WithTiles(r, plan.tiles), val)
     row = {"method": label, "budget_mb": budget_bytes / MB, "tile": plan.tiles.tile, "margin": r.margin,
            "overlap": plan.tiles.overlap, "n_tiles": plan.n_tiles, "plan_mb": plan.total / MB,
            "measured_mb": tracker.peak / MB, "meets_budget": tracker.peak <= budget_bytes,
@@ -185,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--both-budget", type=float, default=0.25)
     ap.add_argument("--tolerance", type=float, default=1e-3, help="receptive-field tolerance of TiledRestorer")
     ap.add_argument("--exporter", default="dynamo", choices=("dynamo", "torchscript"))
+    ap.add_argument("--preset", default="quick", help="the demo preset whose dense U-Net is used (quick: x0.25)")
+    ap.add_argument("--finetune-steps", type=int, default=300, help="finetune steps of the MOSP net")
     ap.add_argument("--skip", nargs="*", default=[], choices=("memory", "tiled", "both", "latency"))
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -200,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     from ir_prune_plugin.memory import estimate_peak_memory
 
     args.out.mkdir(parents=True, exist_ok=True)
-    cfg = DemoConfig()
+    # the quick demo's dense SID U-Net x0.25 (shipped weights), MOSP finetuned --finetune-steps
+    cfg = replace(DemoConfig.preset_named(args.preset), finetune_steps=args.finetune_steps)
     hw = tuple(cfg.memory_size)
     dense = pretrained_unet(cfg, default_cache_dir(), progress=True)
     mosp = _mosp50(dense, cfg, args.out, args.mosp_budget)

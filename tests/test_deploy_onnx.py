@@ -92,6 +92,20 @@ def test_modern_archs_pruned_by_mosp(tmp_path, build, exporter, compactors):
     assert _ort_equals_torch(pruned, res.path, (48, 64)) <= 1e-4
 
 
+def test_safmn_adaptive_pooling_exports_at_a_fixed_size_only(tmp_path):
+    pytest.importorskip("spandrel")
+    from spandrel.architectures.SAFMN import SAFMN
+
+    torch.manual_seed(0)
+    model = SAFMN(dim=8, n_blocks=1, ffn_scale=2.0, upscaling_factor=2).eval()
+    x = torch.rand(1, 3, 32, 48)
+    with pytest.raises(OnnxExportError, match="SAFMN.*adaptive pooling.*dynamic_hw=False"):
+        export_onnx(model, tmp_path / "dyn.onnx", x, exporter="torchscript")
+    res = export_onnx(model, tmp_path / "fixed.onnx", x, exporter="torchscript", dynamic_hw=False)
+    assert res.export_hw == (32, 48) and max(res.max_abs_diff.values()) <= 1e-4
+    assert ort_session(res.path).get_inputs()[0].shape == [1, 3, 32, 48]  # static: this size only
+
+
 def test_bad_arguments_and_unexportable_model(tmp_path):
     net = nn.Conv2d(3, 3, 3, padding=1)
     x = torch.rand(1, 3, 8, 8)

@@ -33,6 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=hw_size, default="64x64", help="HEIGHTxWIDTH of the check input")
     p.add_argument("--exporter", choices=("dynamo", "torchscript"), default="dynamo",
                    help="torch.export-based (PyTorch's default) or the legacy, faster TorchScript tracer")
+    p.add_argument("--static", action="store_true",
+                   help="fixed height and width (--size): for nets whose pooling output follows the input (SAFMN)")
     p.add_argument("--atol", type=_positive, default=1e-4, help="max |ONNX Runtime - PyTorch| allowed")
     p.add_argument("--measure-size", type=hw_size, default=None,
                    help="HEIGHTxWIDTH at which to measure ONNX Runtime's peak memory (e.g. 1080x2048)")
@@ -49,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     model = _load(args).eval()
     first = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
     channels = first.in_channels if first is not None else 3
-    res = export_onnx(model, args.out, torch.rand(1, channels, *args.size), exporter=args.exporter, atol=args.atol)
+    res = export_onnx(model, args.out, torch.rand(1, channels, *args.size), exporter=args.exporter, atol=args.atol,
+                      dynamic_hw=not args.static)
     diffs = ", ".join(f"{h}x{w}: {d:.2e}" for (h, w), d in res.max_abs_diff.items())
     print(f"wrote {res.path} ({res.nbytes / 2 ** 20:.2f} MiB, {res.exporter}, {res.seconds:.1f} s); "
           f"ONNX Runtime vs PyTorch max |diff| {diffs}")

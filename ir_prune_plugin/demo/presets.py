@@ -23,6 +23,7 @@ class DemoConfig:
     run_mosp: bool = True
     run_sls: bool = True
     run_combined: bool = True
+    run_deploy: bool = True               # MOSP vs tiling vs both at 25 % of the dense peak (deploy_section.py)
     combined_memory_budget: float = 0.6   # MOSP part of the combined model (ratio of dense peak)
     combined_macs_budget: float = 0.5     # then SLS to this ratio of the dense model's MACs
     combined_M: int = 4                   # N:M group size; MOSP keeps widths multiples of it
@@ -33,7 +34,7 @@ class DemoConfig:
         presets = {
             "quick": cls(preset="quick", width=0.25, pretrain_steps=600, finetune_steps=8,
                          compactor_finetune_steps=2, val_size=48, patch=32, batch_size=4, combined_M=2,
-                         combined_memory_budget=0.7, combined_macs_budget=0.6),
+                         combined_memory_budget=0.7, combined_macs_budget=0.6, run_deploy=False),
             "default": cls(),
             "full": cls(preset="full", width=0.75, patch=48, pretrain_steps=4000, finetune_steps=1000,
                         compactor_finetune_steps=300, budgets=(0.5, 0.25), val_size=256),

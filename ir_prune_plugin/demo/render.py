@@ -18,7 +18,8 @@ COLUMNS = (("method", "method", "{}"), ("budget", "budget", "{}"), ("psnr", "PSN
            ("memory_ratio", "memory / dense", "{:.3f}"), ("macs_g", "GMACs", "{:.3f}"),
            ("macs_m", "MMACs", "{:.2f}"), ("macs_ratio", "MACs / dense", "{:.3f}"),
            ("prunable_ratio", "prunable MACs kept", "{:.3f}"),
-           ("params", "params", "{:,}"), ("plan", "N:M plan", "{}"), ("budget_met", "budget met", "{}"))
+           ("params", "params", "{:,}"), ("plan", "N:M plan", "{}"), ("budget_met", "budget met", "{}"),
+           ("tiles", "tiles @2K", "{}"), ("note", "note", "{}"))  # the last two: the deploy section
 
 
 def _fmt(fmt: str, v: Any) -> str:

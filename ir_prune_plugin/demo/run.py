@@ -219,6 +219,13 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, *, cache_dir: str | Path | No
                                                           "memory / clean"}]
         sections.append(mosp)
         lap("mosp", t)
+        if cfg.run_deploy and f"mosp@{first}" in models:  # the two memory levers side by side
+            from .deploy_section import deploy_section
+
+            t = time.time()
+            sections.append(deploy_section(dense, {f"MOSP {first:g}": models[f"mosp@{first}"]}, sigma=cfg.sigma,
+                                           seed=cfg.seed, memory_size=tuple(cfg.memory_size)))
+            lap("deploy", t)
     if cfg.run_sls:
         t = time.time()
         sls, models = sls_section(cfg, out, cache)

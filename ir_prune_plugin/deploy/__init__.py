@@ -5,6 +5,6 @@ Everything ONNX imports ``onnx``/``onnxruntime`` on first use (the optional ``[d
 """
 from __future__ import annotations
 
-from .tiled import TilePlan, TiledRestorer, receptive_radius
+from .tiled import TilePlan, TiledRestorer, WithTiles, receptive_radius
 
-__all__ = ["TilePlan", "TiledRestorer", "receptive_radius"]
+__all__ = ["TilePlan", "TiledRestorer", "WithTiles", "receptive_radius"]

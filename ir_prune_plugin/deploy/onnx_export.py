@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .._inputs import check_example_inputs
+from .ort_options import session_options
 
 __all__ = ["OnnxExport", "OnnxExportError", "OnnxMismatchError", "export_onnx", "ort_session"]
 
@@ -64,19 +65,22 @@ def _dense_copy(model: nn.Module) -> nn.Module:
     return work
 
 
-def ort_session(path: str | Path, threads: int = 1):
-    """An ONNX Runtime CPU session for ``path`` (``threads`` intra-op threads)."""
+def ort_session(path: str | Path, threads: int = 1, optimization: str = "all", execution_order: str = "default"):
+    """An ONNX Runtime CPU session for ``path`` (``threads`` intra-op threads). For the least
+    memory pass ``**MEMORY_PLAN`` (``ort_options``): ONNX Runtime then holds the estimated peak."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
+    opts = session_options(threads, optimization, execution_order)
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def _advice(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".strip()
     first = text.splitlines()[0][:300]
+    if "adaptive" in text and "pool" in text:
+        return f"{first} -- adaptive pooling whose output size follows the input (e.g. SAFMN) has no ONNX " \
+               "operator: export at the deployment size with dynamic_hw=False, exporter='torchscript' " \
+               "(`irprune export --static`; one graph per size, e.g. TiledRestorer's tile)"
     if "data-dependent" in text or "GuardOnDataDependent" in text:
         return f"{first} -- the forward branches on tensor values; make the branch depend on shapes only"
     if "Unsupported" in text or "not supported" in text or "no symbolic" in text.lower():

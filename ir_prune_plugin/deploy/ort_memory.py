@@ -18,13 +18,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .ort_options import EXECUTION_ORDERS, OPTIMIZATION_LEVELS, check_ort_options
+
 __all__ = ["ENGINES", "PeakRSS", "peak_rss"]
 
 ENGINES = ("onnxruntime", "torch")
 
 _CHILD = r"""
 import json, os, statistics, sys, threading, time
-engine, path, h, w, c, repeats, threads, arena, level = sys.argv[1:10]
+engine, path, h, w, c, repeats, threads, arena, level, order = sys.argv[1:11]
 h, w, c, repeats, threads, arena = int(h), int(w), int(c), int(repeats), int(threads), arena == "1"
 import numpy as np
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -36,6 +38,7 @@ if engine == "onnxruntime":
     so = ort.SessionOptions(); so.intra_op_num_threads = threads; so.log_severity_level = 3
     so.enable_cpu_mem_arena = arena; so.enable_mem_pattern = arena
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    so.execution_order = getattr(ort.ExecutionOrder, order)
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     x = np.random.default_rng(0).random((1, c, h, w), dtype=np.float32)
@@ -77,24 +80,23 @@ class PeakRSS:
     arena: bool = True
     mmap_threshold: int | None = None
     optimization: str = "all"
+    execution_order: str = "default"
 
 
 def peak_rss(engine: str, path: str | Path, input_hw: tuple[int, int], *, in_channels: int = 3,
              repeats: int = 2, threads: int = 1, arena: bool = True, mmap_threshold: int | None = None,
-             optimization: str = "all", timeout: float = 1800) -> PeakRSS:
+             optimization: str = "all", execution_order: str = "default", timeout: float = 1800) -> PeakRSS:
     """Measure one inference of the model at ``path`` (``.onnx`` for ``'onnxruntime'``, a
     ``save_pruned`` file for ``'torch'``) on a 1 x ``in_channels`` x H x W input in a subprocess.
 
     ``mmap_threshold`` (bytes) fixes glibc's ``M_MMAP_THRESHOLD`` in the child: every larger block
     is mapped on allocation and unmapped on free, so the RSS rise is the live bytes without heap
     fragmentation (with ``arena=False``: the memory the engine's plan really needs).
-    ``optimization``: ONNX Runtime's graph optimisation level; ``'all'`` (the default) includes
-    the NCHWc layout transform, which pads channel counts to the SIMD block (8 or 16).
+    ``optimization``, ``execution_order``: ONNX Runtime's graph optimisation level and execution
+    order by name (``ort_options``; ``**MEMORY_PLAN`` for the least memory); ``'all'`` (the
+    default) includes the NCHWc layout transform, which pads channel counts to the SIMD block.
     """
-    levels = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED", "basic": "ORT_ENABLE_BASIC",
-              "disabled": "ORT_DISABLE_ALL"}
-    if optimization not in levels:
-        raise ValueError(f"optimization must be one of {tuple(levels)}, got {optimization!r}")
+    check_ort_options(optimization, execution_order)
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if not Path(path).is_file():
@@ -108,7 +110,8 @@ def peak_rss(engine: str, path: str | Path, input_hw: tuple[int, int], *, in_cha
            "OMP_NUM_THREADS": str(threads)}
     if mmap_threshold is not None:
         env["MALLOC_MMAP_THRESHOLD_"] = str(int(mmap_threshold))
-    args = [engine, str(path), h, w, in_channels, repeats, threads, int(arena), levels[optimization]]
+    args = [engine, str(path), h, w, in_channels, repeats, threads, int(arena), OPTIMIZATION_LEVELS[optimization],
+            EXECUTION_ORDERS[execution_order]]
     done = subprocess.run([sys.executable, "-c", _CHILD, *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=timeout)
     if done.returncode != 0:
@@ -117,4 +120,4 @@ def peak_rss(engine: str, path: str | Path, input_hw: tuple[int, int], *, in_cha
     res = json.loads(done.stdout.strip().splitlines()[-1])
     return PeakRSS(engine=engine, input_hw=(h, w), first_rise=int(res["first_rise"]), rise=int(res["rise"]),
                    latency_s=float(res["latency_s"]), arena=arena, mmap_threshold=mmap_threshold,
-                   optimization=optimization)
+                   optimization=optimization, execution_order=execution_order)

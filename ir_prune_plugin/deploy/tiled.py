@@ -25,7 +25,7 @@ from ..memory.trace import export_graph
 from ..tiling import TileOptions, run_tiled, tile_grid
 from ..vocabulary import format_bytes
 
-__all__ = ["TilePlan", "TiledRestorer", "receptive_radius"]
+__all__ = ["TilePlan", "TiledRestorer", "WithTiles", "receptive_radius"]
 
 log = logging.getLogger(__name__)
 
@@ -223,3 +223,16 @@ class TiledRestorer(nn.Module):
         if len(tile_grid(*x.shape[-2:], tiles)) == 1:
             return self._run_tile(x)
         return run_tiled(x, tiles, lambda _i, tile: self._run_tile(tile), scale=self._scale)
+
+
+class WithTiles(nn.Module):
+    """A :class:`TiledRestorer` that restores every image with the same ``tiles`` (e.g. a 2048x1080
+    plan's tiles on smaller photos, so that their PSNR shows that plan's seams); for ``evaluate``."""
+
+    def __init__(self, restorer: TiledRestorer, tiles: TileOptions) -> None:
+        super().__init__()
+        self.restorer, self.tiles = restorer, tiles
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Restore one image (1, C, H, W) with the fixed tiles."""
+        return self.restorer(x, self.tiles)
