@@ -15,20 +15,16 @@ def test_tiled_rows_meet_the_budget_and_cost_no_quality():
     dense = build_arch("sid_unet", width=0.125).eval()
     nn.init.normal_(dense.out.weight, std=0.2)  # the zero-initialised head would make the output the input
     size = (128, 192)
-    narrow = build_arch("sid_unet", width=0.0625).eval()  # stands in for a pruned net: same code path, cheaper
-    nn.init.normal_(narrow.out.weight, std=0.2)
-    sec = deploy_section(dense, {"MOSP 0.5": narrow}, sigma=25, seed=0, memory_size=size, budget=0.25)
+    # 160 px crops: several of the plan's tiles each; a pruned net would take the same path as the dense one
+    sec = deploy_section(dense, {}, sigma=25, seed=0, memory_size=size, budget=0.25, val_size=160)
     rows = {r["method"]: r for r in sec["rows"]}
-    assert set(rows) == {"MOSP alone", "dense, untiled", "MOSP 0.5, untiled", "tiling alone (dense)",
-                         "MOSP 0.5 + tiling"}
+    assert set(rows) == {"MOSP alone", "dense, untiled", "tiling alone (dense)"}
     budget = 0.25 * rows["dense, untiled"]["peak_mb_est"]
     assert rows["MOSP alone"]["budget_met"] is False and "cannot be reached" in rows["MOSP alone"]["note"]
-    for name in ("dense", "MOSP 0.5"):
-        tiled = rows["tiling alone (dense)" if name == "dense" else f"{name} + tiling"]
-        untiled = rows[f"{name}, untiled"]
-        assert tiled["budget_met"] and tiled["peak_mb_est"] <= budget < untiled["peak_mb_est"]
-        assert abs(tiled["psnr"] - untiled["psnr"]) < 0.01  # the measured overlap hides the seams
-        assert tiled["macs_g"] > untiled["macs_g"]          # the overlaps cost extra work
+    tiled, untiled = rows["tiling alone (dense)"], rows["dense, untiled"]
+    assert tiled["budget_met"] and tiled["peak_mb_est"] <= budget < untiled["peak_mb_est"]
+    assert abs(tiled["psnr"] - untiled["psnr"]) < 0.01  # the measured overlap hides the seams
+    assert tiled["macs_g"] > untiled["macs_g"]          # the overlaps cost extra work
     assert "tiles @2K" in table(sec["rows"]) and "25%" in sec["title"]
     with pytest.raises(ValueError, match="ratio"):
         deploy_section(dense, {}, sigma=25, seed=0, memory_size=size, budget=25)

@@ -35,11 +35,12 @@ def _mosp_floor(dense: torch.nn.Module, budget: float, shape: tuple[int, ...]) -
 
 
 def deploy_section(dense: torch.nn.Module, pruned: dict[str, torch.nn.Module], *, sigma: float, seed: int,
-                   memory_size: tuple[int, int], budget: float = 0.25) -> dict:
+                   memory_size: tuple[int, int], budget: float = 0.25, val_size: int | None = None) -> dict:
     """A report section: for a budget of ``budget`` x the dense net's estimated peak at
     ``memory_size``, each of {MOSP alone, each model of ``pruned`` untiled, tiling alone on the
     dense net, each pruned model tiled}: estimated peak, budget met, PSNR/SSIM on the held-out
-    photos at full size and GMACs at ``memory_size`` counting the tiles' overlaps."""
+    photos (full size, or centre ``val_size`` crops) and GMACs at ``memory_size`` counting the
+    tiles' overlaps."""
     from ..deploy import TiledRestorer, WithTiles
 
     if not 0 < budget < 1:
@@ -50,7 +51,7 @@ def deploy_section(dense: torch.nn.Module, pruned: dict[str, torch.nn.Module], *
     peaks = {name: estimate_peak_memory(model, shape).peak_bytes for name, model in models.items()}
     dense_peak = peaks["dense"]
     budget_bytes = int(budget * dense_peak)
-    photos = DenoiseDataset("val", sigma=sigma, val_size=None, seed=seed)
+    photos = DenoiseDataset("val", sigma=sigma, val_size=val_size, seed=seed)
     label = f"{budget:.0%} of dense"
     floor = _mosp_floor(dense, budget, shape)
     rows = [{"method": "MOSP alone", "budget": label, "budget_met": floor is None,
@@ -72,7 +73,7 @@ def deploy_section(dense: torch.nn.Module, pruned: dict[str, torch.nn.Module], *
     text = (f"Budget: {budget:.0%} of the dense net's estimated peak at 1x3x{h}x{w} ({budget_bytes / MB:.1f} MiB). "
             "Tiled rows: TiledRestorer's largest tile whose estimated peak (the full-size output included, "
             "the caller's input not) fits, with the measured receptive field as overlap; GMACs count the "
-            f"overlaps' extra pixels. PSNR on the full-size held-out photos ({', '.join(photos.names)}) restored "
+            f"overlaps' extra pixels. PSNR on the {'full-size' if val_size is None else f'{val_size}px centres of the'} held-out photos ({', '.join(photos.names)}) restored "
             "with the 2048x1080 plan's tiles. Measured peaks (live bytes), CPU latency and ONNX Runtime's "
             "peak: `python benchmarks/deploy.py --out DIR` (README, Deploy).")
     return {"title": f"Deploy: MOSP vs tiling vs both at {budget:.0%} of the dense peak", "text": text,
