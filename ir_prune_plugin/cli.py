@@ -5,12 +5,13 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Any, NoReturn
+from typing import Any, Iterable, NoReturn
 
 from ._version import __version__
+from .commands import SUMMARIES
 
 # Each subcommand lives in ir_prune_plugin/commands/<name>.py with add_parser(subparsers) and run(args).
-COMMANDS = ("demo", "export", "memory", "pretrain", "prune", "report", "sweep")
+COMMANDS = tuple(SUMMARIES)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,14 +26,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``irprune`` argument parser with every available subcommand."""
+def build_parser(load: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The ``irprune`` argument parser: every subcommand, with the arguments of those in ``load`` (all
+    when None); the others are listed with their one-line help only.
+
+    The subcommand modules import torch and the library at module level, so they are imported here,
+    lazily and only when ``load`` names them: ``main`` loads just the command it runs, and
+    ``irprune --help`` imports none of them.
+    """
+    wanted = set(COMMANDS if load is None else load)
     parser = _Parser(
         prog="irprune", description="Memory- and compute-budgeted pruning for image-restoration networks.")
     parser.add_argument("--version", action="version", version=f"ir-prune-plugin {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name, summary in SUMMARIES.items():
+        if name not in wanted:
+            sub.add_parser(name, help=summary)
+            continue
         try:
             module = importlib.import_module(f"ir_prune_plugin.commands.{name}")
         except ModuleNotFoundError as exc:  # an optional extra (e.g. nni) is missing
@@ -46,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``irprune`` console script."""
-    parser = build_parser()
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    parser = build_parser(load=[words[0]] if words and words[0] in SUMMARIES else [])
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version or a bad argument (already reported in one line)

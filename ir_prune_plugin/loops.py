@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ._inputs import primary_output
+from .inputs import primary_output
 from .compat import apply_basicsr_shims
 
 log = logging.getLogger(__name__)

@@ -360,8 +360,8 @@ def test_fp16_profile_and_budget_at_the_models_dtype():
 def test_frozen_model_has_the_same_units_and_keeps_its_flags():
     free, frozen = _sid(), _sid().requires_grad_(False)
     g_free, g_frozen = UnitGraph(free, X), UnitGraph(frozen, X)
-    assert {r: (dict(u.layers), u.width) for r, u in g_frozen.units.items()} == \
-        {r: (dict(u.layers), u.width) for r, u in g_free.units.items()}
+    assert {r: (dict(u.out_layers), u.channels) for r, u in g_frozen.units.items()} == \
+        {r: (dict(u.out_layers), u.channels) for r, u in g_free.units.items()}
     assert len(g_frozen.units) > 10 and not any(p.requires_grad for p in frozen.parameters())
     g_frozen.remove({"enc1.0": [0]})
     assert not any(p.requires_grad for p in frozen.parameters()), "pruned layers stay frozen"

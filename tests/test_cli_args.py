@@ -90,6 +90,19 @@ def test_every_help_shows_defaults_and_the_size_convention(capsys):
         assert "HEIGHTxWIDTH" in text and "(default: 1080x2048)" in text
 
 
+def test_top_level_help_lists_every_command_without_importing_torch():
+    """``irprune --help`` imports no subcommand module (they import torch): it stays fast."""
+    code = ("import sys; from ir_prune_plugin.cli import main; from ir_prune_plugin.commands import SUMMARIES; "
+            "rc = main(['--help']); assert rc == 0, rc; "
+            "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('ir_prune_plugin.commands.')); "
+            "assert not loaded, loaded")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("demo", "export", "memory", "pretrain", "prune", "report", "sweep"):
+        assert f"    {name} " in proc.stdout, name
+
+
 def test_pruning_random_weights_warns_and_mosp_explains_compactor_params(tmp_path, capsys, caplog):
     caplog.set_level(logging.WARNING)
     argv = _prune(tmp_path / "o.pt", "--arch-args", '{"width": 0.25}', "--memory-size", "128x256", budget="0.8")

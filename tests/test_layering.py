@@ -4,8 +4,9 @@ units of one layer do not import each other, and no two files import each other 
 The layer order is written once, here. Deviations from the issue's order
 (vocabulary < memory < channels, sparsity < integrations < studies < demo < commands/cli), with reasons:
 
-* ``_inputs`` (the one example-input check, a meta-device dry run) sits just above the vocabulary:
-  the memory model, the loops and every pruner call it.
+* ``inputs`` (the one example-input check, a meta-device dry run) sits just above the vocabulary:
+  the memory model, the loops and every pruner call it. ``_inputs``, its old name kept as a
+  re-export, sits right above it (nothing of ours imports it).
 * ``compat`` (host-library shims) sits with the vocabulary: it imports nothing of ours, and the
   base layer (archs, data, loops) needs BasicSR importable before it builds BasicSR archs/losses.
 * a *base* layer between vocabulary and memory holds the independent building blocks every
@@ -35,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[1] / PKG
 #: bottom to top; a module may import its own unit and any unit of a lower layer
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("vocabulary", "tiling", "_version", "compat"),
-    ("_inputs",),
+    ("inputs",),
+    ("_inputs",),   # the old name of inputs, a re-export of it
     ("archs", "data", "loops", "macs", "budgets"),
     ("memory",),
     ("channels",),

@@ -69,7 +69,7 @@ def test_pixel_shuffle_group_moves_whole_blocks() -> None:
     model = build_arch("edsr", **TINY["edsr"]).eval()
     groups = {g.root: g for g in channel_groups(model, X16)}
     g = groups["upsample.1"]  # the first PixelShuffle
-    assert g.channels == 16 and g.out_layers == {"upsample.0": 4} and g.in_layers == ("upsample.2",)
+    assert g.channels == 16 and g.out_layers == {"upsample.0": 4, "upsample.1": 1} and g.in_layers == ("upsample.2",)
     assert groups["conv_last"].prunable is False
 
 

@@ -13,7 +13,7 @@ import torch.fx as fx
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from .._inputs import check_example_inputs
+from ..inputs import check_example_inputs
 from ..archs.user_class import INIT_KWARGS_ATTR, SOURCE_CLASS_ATTR, read_init_kwargs
 from ..vocabulary import SITES_ATTR, Compactor, as_tuple, pad_to_multiple
 from .capture import trace_repairing

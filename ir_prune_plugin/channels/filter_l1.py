@@ -8,7 +8,7 @@ from typing import Any, Iterable
 from torch import nn
 
 from ..macs import total_macs
-from .._inputs import check_example_inputs
+from ..inputs import check_example_inputs
 from .magnitude import bisect_ratio, magnitude_prune
 
 __all__ = ["l1_filter_prune"]

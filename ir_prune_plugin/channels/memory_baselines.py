@@ -21,7 +21,7 @@ from torch import nn
 from ..archs import build_arch
 from ..memory import estimate_peak_memory
 from ..memory.groups import GroupCost
-from ..vocabulary import format_bytes
+from ..vocabulary import CHANNEL_PRUNABLE_TYPES, format_bytes, out_channels
 from .magnitude import bisect_ratio, magnitude_prune
 
 log = logging.getLogger(__name__)
@@ -45,13 +45,6 @@ def estimate_peak(model: nn.Module, memory_input_size: Sequence[int]) -> int:
     return int(estimate_peak_memory(model, torch.empty(tuple(memory_input_size), device="meta")).peak_bytes)
 
 
-def _out_channels(module: nn.Module) -> int | None:
-    for attr in ("out_channels", "out_features"):
-        if isinstance(getattr(module, attr, None), int):
-            return int(getattr(module, attr))
-    return None
-
-
 class LinearPeak:
     """Peak of models sharing one graph, from their layer widths: ``max_g fixed_g + sum(bpc * width)``.
 
@@ -71,7 +64,7 @@ class LinearPeak:
         """Peak bytes of ``model`` (same graph as the reference)."""
         if not self.exact:
             return estimate_peak(model, self.size)
-        widths = {n: _out_channels(m) for n, m in model.named_modules()}
+        widths = {n: out_channels(m) for n, m in model.named_modules() if isinstance(m, CHANNEL_PRUNABLE_TYPES)}
         return max(c.bytes(widths) for c in self.costs)
 
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._inputs import check_example_inputs, model_dtype, primary_output
+from ..inputs import check_example_inputs, model_dtype, primary_output
 from ..budgets import BudgetLike, parse_memory_budget
 from ..memory import estimate_peak_memory
 from ..memory.groups import GroupCost
@@ -111,7 +111,7 @@ def group_costs(profile: Any, graph: UnitGraph) -> list[GroupCost]:
     A unit channel costs ``sum(bpc[layer] * multiplicity[layer])`` over the unit's layers in the
     group (multiplicity ``r*r`` for a conv feeding a PixelShuffle, else 1).
     """
-    owner = {layer: (u.root, mult) for u in graph.units.values() for layer, mult in u.layers.items()}
+    owner = {layer: (u.root, mult) for u in graph.units.values() for layer, mult in u.out_layers.items()}
     costs = []
     for g in profile.groups:
         per_unit: dict[str, int] = {}
@@ -149,6 +149,18 @@ class MOSPPruner:
     replacement module. ``resume`` (a :class:`MOSPHistory` or its JSON path) replays recorded
     removals (weights as sliced from ``model``; the finetuning in between is not replayed) and
     continues from there.
+
+    Lifecycle: the constructor validates and decides nothing; :meth:`prune` decides and applies,
+    recording the plan in ``history`` (:meth:`state_dict`), which ``channels.plan_apply.apply_history``
+    replays on a fresh copy. The constructor is not free on purpose: it profiles the copy once
+    (one meta-device ``torch.export``, no real memory) and builds the channel groups, because
+    that *is* the validation -- a ratio or percentage budget only becomes bytes against the dense
+    peak (``budget_bytes``, which the NNI and BasicSR adapters need before any run), and whether
+    the budget is reachable at all depends on the smallest peak the groups allow
+    (``reachable_bytes``). Raising that error here, before the caller trains or wraps anything,
+    is what the tests and adapters rely on; the same profile then prices every candidate of the
+    run (group bytes are linear in widths), so :meth:`prune` does not profile again until it
+    confirms the end. With ``options.compactors`` the copy with compactors is profiled once more.
     """
 
     def __init__(self, model: nn.Module, example_inputs: Any, memory_budget: BudgetLike, *,
@@ -199,7 +211,7 @@ class MOSPPruner:
                 "the model has no prunable layer (no channel group of Conv/ConvTranspose/Linear/Compactor outside "
                 f"ignored layers {list(self.ignored)}" + (f"; left alone: {left}" if left else "")
                 + "); nothing for MOSP to prune")
-        self.min_widths = {r: self._min_width(u.width) for r, u in graph.units.items()}
+        self.min_widths = {r: self._min_width(u.channels) for r, u in graph.units.items()}
         if getattr(work, SITES_ATTR, None) and not getattr(model, SITES_ATTR, None):
             profile = _profile(work, options.memory_input_size)  # compactors were inserted: re-profile
         # Group bytes are linear in the widths with fixed coefficients (spatial sizes do not change),
@@ -251,7 +263,7 @@ class MOSPPruner:
                 f"'384MB')" if isinstance(memory_budget, int) else repr(memory_budget))
         advice = "raise the budget or lower min_channels" + (" or round_to" if (opts.round_to or 1) > 1 else "")
         if opts.round_to and opts.round_to > 1:
-            loose = {r: self._min_width(u.width, 1) for r, u in graph.units.items()}
+            loose = {r: self._min_width(u.channels, 1) for r, u in graph.units.items()}
             if self.budget_bytes >= max(c.bytes(loose) for c in costs):
                 advice = (f"round_to={opts.round_to} is what binds (units narrower than about twice it "
                           "cannot lose a whole block): lower round_to or raise the budget")

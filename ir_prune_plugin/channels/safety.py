@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from .._inputs import module_stack
+from ..inputs import module_stack
 from ..vocabulary import as_tuple
 
 __all__ = ["BrokenForwardError", "Snapshot", "check_forward", "checked_change", "graph_state", "output_shapes", "prune_group_checked", "reference_shapes"]

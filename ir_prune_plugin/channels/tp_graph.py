@@ -28,7 +28,7 @@ from torch_pruning import ops
 from torch_pruning.dependency import index_mapping as _tp_index_mapping
 from torch_pruning.dependency import shape_infer as _tp_shape_infer
 
-from .._inputs import check_example_inputs
+from ..inputs import check_example_inputs
 from ..vocabulary import as_tuple
 from .deadline import time_limit
 from .rules import prepare_model
@@ -36,7 +36,7 @@ from .rules.mixing import op_name, unsafe_layers
 from .tp_rules import ROOT_MODULE_TYPES, customized_pruners, install_index_mapping_rule
 
 __all__ = ["ChannelGroup", "UnsupportedArchitectureError", "build_dependency_graph", "channel_groups",
-           "output_layers", "prune_channels", "requires_grad_kept", "tp_kwargs"]
+           "output_layers", "prune_channels", "read_group", "requires_grad_kept", "tp_kwargs"]
 
 _log = logging.getLogger(__name__)
 
@@ -207,13 +207,15 @@ def tp_kwargs(model: nn.Module, example_inputs: ExampleInputs | None = None, *,
 
 @dataclass(frozen=True)
 class ChannelGroup:
-    """Layers whose channels must be removed together (one Torch-Pruning group).
+    """Layers whose channels must be removed together (one Torch-Pruning group): the channel
+    engine's one model of a group, used by :func:`channel_groups` and MOSP's units (:mod:`.units`).
 
     ``root`` names the layer whose output channels index the group (``channels`` of them);
-    ``out_layers`` maps each layer whose *output* channels shrink to how many of its channels
-    one root channel removes (1, or r*r for a conv feeding a PixelShuffle); ``in_layers`` lists
-    the layers whose *input* channels shrink; ``prunable`` is False when the group reaches the
-    network output or an ignored layer.
+    ``out_layers`` maps each module whose *output* channels shrink (the root included) to how many
+    of its channels one root channel removes (1; r*r for a conv feeding a PixelShuffle; 0 for a
+    layer that holds fewer channels than the root, such as one chunk of a split); ``in_layers``
+    lists the layers whose *input* channels shrink; ``prunable`` is False when the group reaches
+    the network output or an ignored layer.
     """
 
     root: str
@@ -223,6 +225,29 @@ class ChannelGroup:
     prunable: bool = True
 
 
+def read_group(graph: tp.DependencyGraph, group: Any, names: Mapping[nn.Module, str],
+               ignored: Iterable[nn.Module] = ()) -> ChannelGroup:
+    """The :class:`ChannelGroup` of a full Torch-Pruning ``group`` (every channel of its root, as
+    ``get_all_groups`` yields them); ``names`` maps the model's modules to their qualified names."""
+    ignored = list(ignored)
+    root = group[0].dep.target.module
+    width = len(group[0].idxs)
+    outs: dict[str, int] = {}
+    ins: list[str] = []
+    prunable = not _touches_output(graph, group)
+    for item in group:
+        m = item.dep.target.module
+        if not isinstance(m, nn.Module) or m not in names:
+            continue
+        if graph.is_out_channel_pruning_fn(item.dep.handler):
+            outs[names[m]] = max(outs.get(names[m], 0), len(item.idxs) // max(width, 1))
+            prunable = prunable and not any(m is i for i in ignored)
+        elif graph.is_in_channel_pruning_fn(item.dep.handler):
+            ins.append(names[m])
+    return ChannelGroup(root=names[root], channels=width, out_layers=outs, in_layers=tuple(dict.fromkeys(ins)),
+                        prunable=prunable)
+
+
 def channel_groups(model: nn.Module, example_inputs: ExampleInputs, *,
                    ignored_layers: Iterable[nn.Module | str] | None = None,
                    graph: tp.DependencyGraph | None = None) -> list[ChannelGroup]:
@@ -230,25 +255,10 @@ def channel_groups(model: nn.Module, example_inputs: ExampleInputs, *,
     ignored = _resolve_layers(model, ignored_layers)
     if graph is None:
         graph = build_dependency_graph(model, check_example_inputs(model, example_inputs))
-    result = []
-    for group in graph.get_all_groups(root_module_types=ROOT_MODULE_TYPES):
-        root = group[0].dep.target.module
-        outs: dict[str, int] = {}
-        ins: list[str] = []
-        prunable = not _touches_output(graph, group)
-        for item in group:
-            m = item.dep.target.module
-            if not isinstance(m, nn.Module) or m not in graph._module2name or isinstance(m, nn.PixelShuffle):
-                continue
-            name = graph._module2name[m]
-            if graph.is_out_channel_pruning_fn(item.dep.handler) and graph.get_pruner_of_module(m).get_out_channels(m) is not None:
-                outs[name] = max(outs.get(name, 0), len(item.idxs) // max(1, len(set(item.root_idxs))))
-                prunable = prunable and m not in ignored
-            elif graph.is_in_channel_pruning_fn(item.dep.handler):
-                ins.append(name)
-        result.append(ChannelGroup(root=graph._module2name[root], channels=graph.get_out_channels(root),
-                                   out_layers=outs, in_layers=tuple(dict.fromkeys(ins)), prunable=prunable))
-    return result
+    names = {m: n for n, m in model.named_modules()}
+    with time_limit(f"Torch-Pruning's channel groups of {type(model).__name__}"):
+        return [read_group(graph, group, names, ignored)
+                for group in graph.get_all_groups(root_module_types=ROOT_MODULE_TYPES)]
 
 
 def _check_plan(model: nn.Module, plan: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:

@@ -14,11 +14,11 @@ from typing import Any, Sequence
 import torch
 import torch_pruning as tp
 from torch import nn
-from torch_pruning import _helpers, ops
+from torch_pruning import _helpers
 from torch_pruning.dependency import index_mapping as _tp_index_mapping
 from torch_pruning.dependency import shape_infer as _tp_shape_infer
 
-from ..vocabulary import Compactor
+from ..vocabulary import CHANNEL_PRUNABLE_TYPES, Compactor
 from .rules import apply_graph_rules, apply_post_rules
 
 __all__ = ["CompactorMagnitudeImportance", "CompactorPruner", "PixelShufflePruner", "ROOT_MODULE_TYPES",
@@ -196,5 +196,6 @@ def customized_pruners() -> dict[type, tp.pruner.BasePruningFunc]:
     return {Compactor: CompactorPruner(), nn.PixelShuffle: PixelShufflePruner()}
 
 
-#: the layers whose output channels root a Torch-Pruning group in our graphs
-ROOT_MODULE_TYPES: tuple[type, ...] = (ops.TORCH_CONV, ops.TORCH_LINEAR, Compactor, nn.PixelShuffle)
+#: the layers whose output channels root a Torch-Pruning group in our graphs: the channel-prunable
+#: layers, and a PixelShuffle (its channels are the r*r blocks of the conv before it, moved together)
+ROOT_MODULE_TYPES: tuple[type, ...] = CHANNEL_PRUNABLE_TYPES + (nn.PixelShuffle,)

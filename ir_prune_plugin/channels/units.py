@@ -1,8 +1,8 @@
 """Prunable channel units for MOSP: Torch-Pruning coupled groups, their masks and their removal.
 
-A *unit* is one Torch-Pruning group rooted at a layer's output channels (built with the
-engine's rules in :mod:`.tp_rules` / :mod:`.tp_graph`): every layer whose output
-channels go with the root's (residual adds couple several; a conv feeding a PixelShuffle loses
+A *unit* is one Torch-Pruning group rooted at a layer's output channels, read into the engine's
+one group model, :class:`~.tp_graph.ChannelGroup` (rules in :mod:`.tp_rules`): every layer whose
+output channels go with the root's (residual adds couple several; a conv feeding a PixelShuffle loses
 ``r*r`` channels per root channel) plus the consumers whose input channels follow. MOSP decides
 how many channels each unit loses; Torch-Pruning does the surgery.
 """
@@ -20,21 +20,10 @@ from torch_pruning import ops
 from .deadline import time_limit
 from .rules.mixing import mixing_ops
 from .safety import prune_group_checked, reference_shapes
-from .tp_graph import build_dependency_graph, requires_grad_kept
+from .tp_graph import ChannelGroup, build_dependency_graph, read_group, requires_grad_kept
 from .tp_rules import ROOT_MODULE_TYPES, CompactorMagnitudeImportance
 
-__all__ = ["KeptChannels", "Unit", "UnitGraph"]
-
-
-
-@dataclass(frozen=True)
-class Unit:
-    """A coupled channel group: ``root`` indexes it; ``layers[name]`` = that layer's output
-    channels removed per root channel."""
-
-    root: str
-    layers: Mapping[str, int]
-    width: int
+__all__ = ["KeptChannels", "UnitGraph"]
 
 
 class UnitGraph:
@@ -53,7 +42,8 @@ class UnitGraph:
         self.names = {m: n for n, m in modules.items()}
         self.dg = build_dependency_graph(model, example_inputs, check=check)
         ignored_mods = [modules[n] for n in ignored]
-        self.units: dict[str, Unit] = {}
+        #: MOSP's units: the prunable channel groups, by root name
+        self.units: dict[str, ChannelGroup] = {}
         #: channel groups left alone, root -> reason: they pass through a channel-mixing op (not
         #: units at all), or removing their channels broke the forward pass (rolled back)
         self.refused: dict[str, str] = {}
@@ -66,13 +56,7 @@ class UnitGraph:
                 if mixing:   # attention q/k/v and the like: leave these channels alone
                     self.refused[self.names[root]] = f"its channels pass through channel-mixing ops {mixing}"
                     continue
-                width = len(group[0].idxs)
-                layers: dict[str, int] = {}
-                for item in group:
-                    m = item.dep.target.module
-                    if self.dg.is_out_channel_pruning_fn(item.dep.handler) and m in self.names:
-                        layers[self.names[m]] = max(layers.get(self.names[m], 0), len(item.idxs) // max(width, 1))
-                self.units[self.names[root]] = Unit(self.names[root], layers, width)
+                self.units[self.names[root]] = read_group(self.dg, group, self.names)
         self._imp = CompactorMagnitudeImportance(p=2)
         self.shapes = reference_shapes(model, example_inputs)  #: output shapes to keep, per mode
 

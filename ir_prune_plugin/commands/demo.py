@@ -4,10 +4,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..demo import DemoConfig, run_demo
+from ..demo.render import table
+from . import SUMMARIES
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``demo`` subcommand to ``irprune``."""
-    p = subparsers.add_parser("demo", help="run the side-by-side pruning study on embedded photos",
+    p = subparsers.add_parser("demo", help=SUMMARIES["demo"],
                               description="Pretrain small IR nets on embedded photos, prune them with MOSP/SLS "
                                           "and baselines at matched budgets, and write a report.")
     g = p.add_mutually_exclusive_group()
@@ -24,9 +28,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``irprune demo``; returns the exit code."""
-    from ..demo import DemoConfig, run_demo
-    from ..demo.render import table
-
     preset = "quick" if args.quick else "full" if args.full else "default"
     cfg = DemoConfig.preset_named(preset, seed=args.seed)
     results = run_demo(cfg, args.out, cache_dir=args.cache_dir, progress=not args.no_progress)

@@ -3,7 +3,15 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
+from ..deploy.onnx_export import export_onnx
+from ..deploy.ort_memory import peak_rss
+from ..memory import estimate_peak_memory
+from ..vocabulary import MIB
+from . import SUMMARIES
 from ._args import existing_file, hw_size, json_object, output_file_ending
+from .prune import load_model
 
 
 def _positive(text: str) -> float:
@@ -19,7 +27,7 @@ def _positive(text: str) -> float:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``irprune export``."""
     p = subparsers.add_parser(
-        "export", help="export a network to ONNX (dynamic HxW) and check it against ONNX Runtime",
+        "export", help=SUMMARIES["export"],
         description="Export a save_pruned file or a registered arch to ONNX with dynamic height and width "
                     "(compactors and pruned widths as they are, N:M layers as dense weights with zeros); "
                     "ONNX Runtime's output must equal PyTorch's within --atol. With --measure-size, also "
@@ -43,26 +51,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``irprune export``; returns the exit code."""
-    import torch
-
-    from ..deploy.onnx_export import export_onnx
-    from .prune import _load
-
-    model = _load(args).eval()
+    model = load_model(args).eval()
     first = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
     channels = first.in_channels if first is not None else 3
     res = export_onnx(model, args.out, torch.rand(1, channels, *args.size), exporter=args.exporter, atol=args.atol,
                       dynamic_hw=not args.static)
     diffs = ", ".join(f"{h}x{w}: {d:.2e}" for (h, w), d in res.max_abs_diff.items())
-    print(f"wrote {res.path} ({res.nbytes / 2 ** 20:.2f} MiB, {res.exporter}, {res.seconds:.1f} s); "
+    print(f"wrote {res.path} ({res.nbytes / MIB:.2f} MiB, {res.exporter}, {res.seconds:.1f} s); "
           f"ONNX Runtime vs PyTorch max |diff| {diffs}")
     if args.measure_size is not None:
-        from ..deploy.ort_memory import peak_rss
-        from ..memory import estimate_peak_memory
-
         est = estimate_peak_memory(model, (1, channels, *args.measure_size)).peak_bytes
         ort = peak_rss("onnxruntime", res.path, args.measure_size, in_channels=channels, repeats=1)
         h, w = args.measure_size
-        print(f"peak memory at {h}x{w}: ONNX Runtime RSS rise {ort.rise / 2 ** 20:.1f} MiB (first run "
-              f"{ort.first_rise / 2 ** 20:.1f} MiB, {ort.latency_s:.2f} s); estimate {est / 2 ** 20:.1f} MiB")
+        print(f"peak memory at {h}x{w}: ONNX Runtime RSS rise {ort.rise / MIB:.1f} MiB (first run "
+              f"{ort.first_rise / MIB:.1f} MiB, {ort.latency_s:.2f} s); estimate {est / MIB:.1f} MiB")
     return 0

@@ -7,9 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 
+from ..archs import build_arch, list_archs
+from ..integrations.basicsr.archs import BASICSR_TO_ARCH
+from ..memory import TraceError, estimate_peak_memory, measure_both
 from ..vocabulary import format_bytes
+from . import SUMMARIES
 from ._args import hw_size, int_at_least, json_object, output_file, output_file_ending
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -17,15 +22,10 @@ _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
 
 def build_model(target: str, arch_args: dict[str, Any]) -> tuple[nn.Module, str, dict[str, Any]]:
     """A registered arch name or a BasicSR YAML path -> (model, arch name, kwargs)."""
-    from ..archs import build_arch, list_archs
-
     path = Path(target)
     if path.suffix.lower() in (".yml", ".yaml"):
         if not path.is_file():
             raise FileNotFoundError(f"no such YAML file: {target}")
-        import yaml
-
-        from ..integrations.basicsr.archs import BASICSR_TO_ARCH
         opt = yaml.safe_load(path.read_text()) or {}
         net = dict(opt.get("network_g") or {}) if isinstance(opt, dict) else {}
         if "type" not in net:
@@ -52,7 +52,7 @@ def _in_channels(model: nn.Module, kwargs: dict[str, Any]) -> int:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``irprune memory``."""
     p = subparsers.add_parser(
-        "memory", help="peak activation memory of a network at a given input size",
+        "memory", help=SUMMARIES["memory"],
         description="Estimate the peak activation memory of one inference forward (exact liveness "
                     "over the torch.export operator order, on the meta device: nothing is "
                     "allocated), the MOSP pruning groups and the tensors live at the peak.")
@@ -74,8 +74,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the peak, the top groups and the tensors at the peak; optionally plot/measure."""
-    from ..memory import TraceError, estimate_peak_memory, measure_both
-
     h, w = args.size
     if args.measure and args.dtype != "float32":
         raise ValueError("--measure runs float32 only; drop --dtype or --measure")

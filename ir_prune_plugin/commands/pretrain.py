@@ -3,16 +3,25 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import tempfile
 import time
 from pathlib import Path
 
+from ..data import DenoiseDataset
+from ..demo import DemoConfig
+from ..demo.run import study_config
+from ..loops import evaluate
+from ..studies.mosp_study import denoise_key, dense_unet, uniform_unet
+from ..workloads.pretrained import weights_name
+from ..workloads.shipped import SHIPPED_DIR, load_state, record, save_fp16
+from . import SUMMARIES
 from ._args import int_at_least
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``pretrain`` subcommand to ``irprune``."""
     p = subparsers.add_parser(
-        "pretrain", help="train the demo's dense (and uniform-width) U-Nets; write fp16 weights + manifest",
+        "pretrain", help=SUMMARIES["pretrain"],
         description="Train the nets `irprune demo --PRESET` starts from (the dense SID U-Net and, for each MOSP "
                     "budget, the uniform-width U-Net trained from scratch) exactly as the demo would, and write "
                     "them in fp16 with a manifest of their held-out PSNR. With the default --out this rewrites "
@@ -34,16 +43,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``irprune pretrain``; returns the exit code."""
-    import tempfile
-
-    from ..data import DenoiseDataset
-    from ..demo import DemoConfig
-    from ..workloads.pretrained import weights_name
-    from ..demo.run import study_config
-    from ..loops import evaluate
-    from ..studies.mosp_study import denoise_key, dense_unet, uniform_unet
-    from ..workloads.shipped import SHIPPED_DIR, load_state, record, save_fp16
-
     demo = DemoConfig.preset_named(args.preset, seed=args.seed, pretrain_steps=args.pretrain_steps,
                                    finetune_steps=args.finetune_steps)
     cfg = study_config(demo)

@@ -5,6 +5,19 @@ import argparse
 import json
 import logging
 
+import torch
+
+from ..archs import build_arch
+from ..channels.mosp import MOSPOptions, MOSPPruner
+from ..data import DenoiseDataset, SRDataset
+from ..io import load_pruned, save_pruned
+from ..loops import evaluate, fit
+from ..macs import count_params
+from ..memory import estimate_peak_memory
+from ..sparsity import FitOptions, SLSPruner
+from ..sparsity.masks import kept_params
+from ..vocabulary import MIB, Compactor
+from . import SUMMARIES
 from ._args import existing_file, hw_size, int_at_least, json_object, macs_ratio, memory_budget, output_file
 
 log = logging.getLogger(__name__)
@@ -13,7 +26,7 @@ log = logging.getLogger(__name__)
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``prune`` subcommand to ``irprune``."""
     p = subparsers.add_parser(
-        "prune", help="prune a network with MOSP (peak memory) or SLS (N:M under a MACs budget)",
+        "prune", help=SUMMARIES["prune"],
         description="Load or build a network, prune it on the embedded photo task of its kind "
                     "(denoising for U-Nets, x2/x4 SR for SR nets) and save it with save_pruned.")
     p.add_argument("--method", choices=("mosp", "sls"), required=True)
@@ -39,10 +52,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _task(model):
     """The embedded task matching the model: SR at its own scale, or denoising."""
-    import torch
-
-    from ..data import DenoiseDataset, SRDataset
-
     was = model.training
     model.eval()
     with torch.no_grad():
@@ -62,13 +71,8 @@ def _budget(args: argparse.Namespace) -> float | int | str:
         raise ValueError(f"argument --budget: {exc}") from None
 
 
-def _load(args: argparse.Namespace):
-    """The network to prune, from --model or --arch (+ --weights); errors name the flag and file."""
-    import torch
-
-    from ..io import load_pruned
-    from ..archs import build_arch
-
+def load_model(args: argparse.Namespace) -> torch.nn.Module:
+    """The network to prune (or export), from --model or --arch (+ --weights); errors name the flag and file."""
     if args.model is not None:
         try:
             return load_pruned(args.model)
@@ -96,42 +100,29 @@ def _load(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Run ``irprune prune``; returns the exit code."""
-    import torch
-
-    from ..io import save_pruned
-    from ..vocabulary import Compactor
-    from ..loops import evaluate, fit
-    from ..macs import count_params
-
     budget = _budget(args)
-    model = _load(args)
+    model = load_model(args)
     train, val = _task(model)
     x = val[0]["lq"][None]
     progress = not args.no_progress
     if args.method == "mosp":  # the pruner checks the budget against the net here, before any work
-        from ..channels.mosp import MOSPOptions, MOSPPruner
-
         opts = MOSPOptions(memory_input_size=(1, x.shape[1], *args.memory_size))
         per_outer = max(1, args.steps // 10)
 
-        def finetune(m: "torch.nn.Module") -> None:  # trains in place (MOSP refuses other return values)
+        def finetune(m: torch.nn.Module) -> None:  # trains in place (MOSP refuses other return values)
             fit(m, train, per_outer, lr=2e-4, progress=False)
 
         pruner = MOSPPruner(model, x, budget, options=opts, finetune=finetune)
     else:
-        from ..sparsity import FitOptions, SLSPruner
-
         pruner = SLSPruner(model, x, budget, M=args.M)
     before = evaluate(model, val)
     if args.method == "mosp":
-        from ..memory import estimate_peak_memory
-
         pruned = pruner.prune(progress=progress)
         after_peak = estimate_peak_memory(pruned, torch.empty(opts.memory_input_size, device="meta")).peak_bytes
         compactor_params = sum(count_params(m) for m in pruned.modules() if isinstance(m, Compactor))
-        extra = {"peak_before_mb": round(pruner.original_peak / 2 ** 20, 1),
-                 "peak_after_mb": round(after_peak / 2 ** 20, 1),
-                 "budget_mb": round(pruner.budget_bytes / 2 ** 20, 1),
+        extra = {"peak_before_mb": round(pruner.original_peak / MIB, 1),
+                 "peak_after_mb": round(after_peak / MIB, 1),
+                 "budget_mb": round(pruner.budget_bytes / MIB, 1),
                  "memory_size_hw": list(args.memory_size),
                  "compactor_params": compactor_params,
                  "note": "params_after includes the compactors (identity-initialised 1x1 convs MOSP adds "
@@ -139,8 +130,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         pruner.fit(train, args.steps, FitOptions(progress=progress))
         pruned = pruner.finalize()
-        from ..sparsity.masks import kept_params
-
         extra = {"kept_macs_ratio": pruner.kept_ratio(), "params_after_nm_effective": int(kept_params(pruned, pruner.plan)),
                  "plan": {k: f"{n}:{m}" for k, (n, m) in pruner.plan.items()},
                  "note": "params_after counts the zeros of the N:M layers; params_after_nm_effective counts "

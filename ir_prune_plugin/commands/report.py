@@ -4,6 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..demo.render import render
+from ..integrations.basicsr.run_report import is_basicsr_run, render_basicsr_run
+from ..integrations.nni.sweep_report import render_sweep
+from . import SUMMARIES
+
 KINDS = ("results.json (irprune demo)", "sweep_results.json (irprune sweep)",
          "train_*.log + models/ (a BasicSR experiments/<name> folder trained with IRPruneModel)")
 
@@ -11,7 +16,7 @@ KINDS = ("results.json (irprune demo)", "sweep_results.json (irprune sweep)",
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``report`` subcommand to ``irprune``."""
     p = subparsers.add_parser(
-        "report", help="re-render report.md and plots of a finished demo, sweep or BasicSR run",
+        "report", help=SUMMARIES["report"],
         description="Writes RUN_DIR/report.md and its plots from what the run saved (nothing is re-run). "
                     "RUN_DIR holds one of: " + "; ".join(KINDS) + ".")
     p.add_argument("run_dir", type=Path, help="a finished `irprune demo` or `irprune sweep` --out folder, "
@@ -24,12 +29,9 @@ def render_any(run_dir: Path) -> Path:
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{str(run_dir)!r} is not a folder; RUN_DIR holds one of: " + "; ".join(KINDS))
     if (run_dir / "results.json").is_file():
-        from ..demo.render import render
         return render(run_dir)
     if (run_dir / "sweep_results.json").is_file():
-        from ..integrations.nni.sweep_report import render_sweep
         return render_sweep(run_dir)
-    from ..integrations.basicsr.run_report import is_basicsr_run, render_basicsr_run
     if is_basicsr_run(run_dir):
         return render_basicsr_run(run_dir)
     raise FileNotFoundError(f"{str(run_dir)!r} holds none of: " + "; ".join(KINDS))

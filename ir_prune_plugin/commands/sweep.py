@@ -2,21 +2,24 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
+from ..integrations.nni.launcher import SweepOptions, run_sweep
+from ..integrations.nni.sweep_report import render_sweep
+from ..integrations.nni.trial import TrialSettings
 from ..vocabulary import format_hw
+from . import SUMMARIES
 from ._args import existing_file, hw_size, int_at_least, json_object
 
 
 def add_parser(subparsers: Any) -> None:
     """Register ``irprune sweep``."""
-    from ..integrations.nni.trial import TrialSettings
-
     d = TrialSettings()
     p = subparsers.add_parser(
-        "sweep", help="sweep methods/budgets with an NNI experiment, print the Pareto front",
+        "sweep", help=SUMMARIES["sweep"],
         description="Starts nni.experiment.Experiment('local') on 127.0.0.1, runs the trials (each pre-trains "
                     "the net once per sweep, prunes it with sls, mosp or NNI's L1 at the tuner's "
                     "sparse_ratio, fine-tunes and measures), stops the experiment, prints the PSNR / "
@@ -60,11 +63,6 @@ def _fmt(rows: list[dict]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the sweep and print the fronts and the failed trials."""
-    import dataclasses
-
-    from ..integrations.nni.launcher import SweepOptions, run_sweep
-    from ..integrations.nni.trial import TrialSettings
-
     if not args.timeout > 0:
         raise ValueError(f"--timeout must be > 0 seconds, got {args.timeout}")
     fixed = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrialSettings)
@@ -84,8 +82,6 @@ def run(args: argparse.Namespace) -> int:
     print(_fmt(result.front_memory))
     print("Pareto front, PSNR vs MACs:")
     print(_fmt(result.front_macs))
-    from ..integrations.nni.sweep_report import render_sweep
-
     result.files["report"] = str(render_sweep(args.out))
     for kind, path in result.files.items():
         print(f"{kind}: {path}")

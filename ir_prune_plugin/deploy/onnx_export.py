@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .._inputs import check_example_inputs
+from ..inputs import check_example_inputs
 from .ort_options import session_options
 
 __all__ = ["OnnxExport", "OnnxExportError", "OnnxMismatchError", "export_onnx", "ort_session"]

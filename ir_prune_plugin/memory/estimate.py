@@ -7,7 +7,7 @@ import time
 import torch
 from torch import nn
 
-from .._inputs import check_example_inputs, meta_copy
+from ..inputs import check_example_inputs, meta_copy
 from .channel_rules import ChannelPropagator
 from .groups import build_groups
 from .liveness import sweep

@@ -15,7 +15,7 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from .._inputs import check_example_inputs
+from ..inputs import check_example_inputs
 from .trace import ExampleInputs, check_model, export_graph, normalize_inputs
 
 MODES = ("scheduled", "eager")

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 def plot_timeline(profile: "MemoryProfile", path: str | Path, *, title: str | None = None) -> Path:
     """Write a PNG of live MiB per step, the peak marked and labelled; returns the path."""
-    import matplotlib
+    import matplotlib  # matplotlib: heavy, imported only when a figure is drawn
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -9,7 +9,7 @@ import torch
 import torch.fx.config as fx_config
 from torch import nn
 
-from .._inputs import module_stack
+from ..inputs import module_stack
 
 ExampleInputs = Union[torch.Tensor, Sequence[torch.Tensor], Sequence[int], torch.Size]
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .._inputs import check_example_inputs
+from ..inputs import check_example_inputs
 from ..channels.rules.reparam import fuse_reparam
 from ..loops import fit as _fit
 from ..macs import kept_macs, layer_macs

@@ -16,12 +16,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..channels.filter_l1 import l1_filter_prune
+from ..data import SRDataset
 from ..loops import evaluate, fit
+from ..macs import total_macs
 from ..sparsity import FitOptions
 from ..sparsity.nm_baselines import OneShotNM, SRSTEPruner, n_for_budget
-from ..channels.filter_l1 import l1_filter_prune
-from ..macs import total_macs
 from ..sparsity.sls import SLSOptions, SLSPruner
+from ..workloads.figures import tradeoff_plot
+from ..workloads.pretrained import pretrained
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +67,6 @@ __all__ = ["StudyConfig", "FULL", "QUICK", "DEEP", "NM_METHODS", "pretrained_eds
 
 def pretrained_edsr(cfg: StudyConfig, cache_dir: Path, seed: int, progress: bool) -> nn.Module:
     """The dense BasicSR EDSR of ``cfg`` trained on the embedded photos (cached by config and seed)."""
-    from ..data import SRDataset
-    from ..workloads.pretrained import pretrained
-
     key = {"task": "sr_x2", "patch": cfg.patch, "bs": cfg.batch_size, "steps": cfg.pretrain_steps,
            "lr": cfg.pretrain_lr, "seed": seed, **({"names": list(cfg.train_names)} if cfg.train_names else {})}
 
@@ -159,8 +159,6 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, seed: int = 0, cache_dir
 
 def _run_study(cfg: StudyConfig, out_dir: str | Path, *, seed: int, cache_dir: str | Path | None,
                eval_sets: dict[str, Any] | None, progress: bool, keep_models: bool) -> dict:
-    from ..data import SRDataset
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir) if cache_dir is not None else out / "cache"
@@ -206,8 +204,6 @@ def _run_study(cfg: StudyConfig, out_dir: str | Path, *, seed: int, cache_dir: s
 
 
 def _plot(rows: list[dict], path: Path) -> Path:
-    from ..workloads.figures import tradeoff_plot
-
     key = "psnr" if "psnr" in rows[0] else next(k for k in rows[0] if k.startswith("psnr"))
     return tradeoff_plot(path, [{**r, "macs_m": r["macs"] / 1e6} for r in rows], "macs_m",
                          "MACs (M) per 64x64 LR input", "x2 SR, EDSR: pruning at equal MACs",

@@ -28,6 +28,9 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ..budgets import parse_macs_budget
+from ..data import SRDataset
+from ..io import load_pruned, save_pruned
 from ..loops import evaluate
 from ..macs import total_macs
 from ..sparsity import FitOptions
@@ -66,9 +69,13 @@ class SweepConfig:
         if not self.budgets:
             raise ValueError("budgets is empty; give at least one MACs share, e.g. (0.25,)")
         for b in self.budgets:
-            if isinstance(b, bool) or not isinstance(b, (int, float)) or not 1 / self.study.M <= b < 1:
+            try:  # the budgets module holds the rule: a ratio in (0, 1), at least 1/M
+                if isinstance(b, str):
+                    raise TypeError("a number, not text")
+                parse_macs_budget(b, self.study.M, name="budget")
+            except (TypeError, ValueError) as exc:
                 raise ValueError(f"budget {b!r} must be in [1/M, 1) = [{1 / self.study.M:g}, 1) for "
-                                 f"N:{self.study.M}")
+                                 f"N:{self.study.M} ({exc})") from None
         unknown = sorted(set(self.methods) - set(SWEEP_METHODS))
         if unknown or not self.methods:
             raise ValueError(f"methods {list(self.methods)} must be a non-empty subset of {SWEEP_METHODS}")
@@ -96,9 +103,6 @@ def run_seed(cfg: SweepConfig, out_dir: str | Path, seed: int, eval_sets: dict[s
     ``eval_sets`` maps a set name to a paired dataset (whole LR/HR images). Rows already in the
     file are kept (resume); the SLS models are saved under ``models/`` for the adaptive study.
     """
-    from ..data import SRDataset
-    from ..io import load_pruned, save_pruned
-
     if not eval_sets:
         raise ValueError("eval_sets is empty; pass e.g. {'Set5': dataset}")
     out = Path(out_dir)
@@ -326,7 +330,7 @@ def markdown_tables(summary: dict) -> str:
 
 def _panels(path: str | Path, sets: list[str], draw, xlabel: str, title: str) -> Path:
     """One panel per evaluation set: ``draw(ax, set_name)`` plots the series; PSNR on y."""
-    import matplotlib
+    import matplotlib  # matplotlib: heavy, only when a figure is drawn
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

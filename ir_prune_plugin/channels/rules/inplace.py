@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..._inputs import as_tuple
+from ...vocabulary import as_tuple
 
 __all__ = ["disable_inplace"]
 

@@ -27,9 +27,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from tqdm.auto import tqdm
+
+from ...archs import build_arch
+from ...channels.mosp import MOSPOptions, MOSPPruner
 from ...vocabulary import format_hw
 from .sweep_report import pareto_front, plot_fronts
-from .trial import FAIL_MARK, TrialSettings
+from .trial import DEFAULT_PARAMS, FAIL_MARK, TrialSettings, task_datasets
 
 __all__ = ["SweepOptions", "SweepResult", "default_search_space", "failure_reason", "free_port",
            "load_search_space", "local_only_nni", "pareto_front", "plot_fronts", "run_sweep"]
@@ -133,13 +137,9 @@ def default_search_space(settings: TrialSettings, step: float = 0.05) -> dict[st
     least 1/M of the MACs; L1 reaches any ratio. The upper end is rounded down to ``step`` with a
     margin of one step, so no trial of the default sweep asks for an unreachable budget.
     """
-    from ...archs import build_arch
-    from ...channels.mosp import MOSPOptions, MOSPPruner
-    from .trial import _datasets
-
     space = load_search_space(None)
     model = build_arch(settings.arch, **settings.arch_kwargs)
-    x = _datasets(settings)[0][0]["lq"].unsqueeze(0)
+    x = task_datasets(settings)[0][0]["lq"].unsqueeze(0)
     size = (1, x.shape[1], *settings.memory_size)
     core = MOSPPruner(model, x, 0.99, options=MOSPOptions(memory_input_size=size, min_channels=1,
                                                           compactors=False))
@@ -160,6 +160,7 @@ def default_search_space(settings: TrialSettings, step: float = 0.05) -> dict[st
 @contextlib.contextmanager
 def local_only_nni(work_dir: Path) -> Iterator[None]:
     """Within the block, NNI's web server binds 127.0.0.1 and its registry lives under ``work_dir``."""
+    # nni.experiment and nnictl's tooling (the experiment launcher, a web server) load only when a sweep starts
     import nni.experiment.launcher as nni_launcher
     import nni.tools.nnictl.config_utils as config_utils
 
@@ -202,8 +203,6 @@ def load_search_space(path: str | os.PathLike | None) -> dict[str, Any]:
         space = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"search space file {str(path)!r} is not valid JSON: {exc}") from None
-    from .trial import DEFAULT_PARAMS
-
     if not isinstance(space, dict) or not space:
         raise ValueError(f"search space {str(path)!r} must be a non-empty JSON object")
     for name, spec in space.items():
@@ -259,8 +258,6 @@ class _Progress:
     """Trials done / running / failed on a tqdm bar, plus one log line per finished trial."""
 
     def __init__(self, total: int, enabled: bool) -> None:
-        from tqdm.auto import tqdm
-
         self.bar = tqdm(total=total, desc="sweep trials", unit="trial", disable=not enabled)
         self.seen: set[str] = set()
 
@@ -295,7 +292,7 @@ def run_sweep(out_dir: str | os.PathLike, options: SweepOptions = SweepOptions()
     trial's net. Failed trials keep their reason (``row['reason']``). The experiment is stopped
     before returning, also on errors and timeouts.
     """
-    from nni.experiment import Experiment
+    from nni.experiment import Experiment  # the experiment launcher loads only when a sweep starts
 
     if not isinstance(options, SweepOptions):
         raise TypeError(f"options must be SweepOptions, got {type(options).__name__}")

@@ -11,7 +11,7 @@ from torch import nn
 
 from ...channels.mosp import MOSPOptions, MOSPPruner
 from ...channels.plan_apply import channel_masks, kept_channels
-from ...vocabulary import Compactor
+from ...vocabulary import CHANNEL_PRUNABLE_TYPES
 from .plugin_pruner import PluginPruner
 
 _log = logging.getLogger(__name__)
@@ -25,17 +25,17 @@ def _dims(module: nn.Module) -> tuple[int, int]:
 class NNIMOSPPruner(PluginPruner):
     """MOSP through NNI's ``Pruner`` interface: ``compress()`` returns ``(model, masks)`` with channel masks.
 
-    ``config_list`` uses NNI's keys to pick the layers MOSP may shrink (``Conv2d``, ``ConvTranspose2d``,
-    ``Linear`` and ``Compactor`` -- insert compactors with ``insert_compactors`` *before* building the
-    pruner to use them; the adapter never changes the module structure). ``sparse_ratio`` is the
-    fraction of the model's **peak activation memory** at ``memory_input_size`` to remove (0.5 halves
-    it), one value for all entries. ``evaluator`` (an NNI ``TorchEvaluator``) fine-tunes for
+    ``config_list`` uses NNI's keys to pick the layers MOSP may shrink (the vocabulary's
+    ``CHANNEL_PRUNABLE_TYPES``: convolutions, transposed convolutions, ``Linear`` and ``Compactor`` --
+    insert compactors with ``insert_compactors`` *before* building the pruner to use them; the adapter
+    never changes the module structure). ``sparse_ratio`` is the fraction of the model's **peak
+    activation memory** at ``memory_input_size`` to remove (0.5 halves it), one value for all entries. ``evaluator`` (an NNI ``TorchEvaluator``) fine-tunes for
     ``finetune_steps`` after every outer step; ``evaluate(model) -> loss`` drives the sensitivities
     (default: distance to the original output on ``example_inputs``). Masks zero the removed output
     channels; ``speedup(model, masks, example_inputs)`` then yields the physically smaller model.
     """
 
-    prunable_types = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, Compactor)
+    prunable_types = CHANNEL_PRUNABLE_TYPES
 
     def __init__(self, model: nn.Module, config_list: list[dict], evaluator: Evaluator | None = None, *,
                  example_inputs: Any, memory_input_size: Sequence[int] | None = None,

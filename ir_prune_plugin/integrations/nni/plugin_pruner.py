@@ -11,7 +11,7 @@ from nni.compression.base.target_space import PruningTargetSpace
 from nni.compression.utils import Evaluator
 from torch import nn
 
-from ..._inputs import check_example_inputs
+from ...inputs import check_example_inputs
 from .config_list import register_compactor, validate_config_list
 
 _log = logging.getLogger(__name__)

@@ -9,6 +9,7 @@ from nni.compression.utils import Evaluator
 from torch import nn
 
 from ...sparsity import PLAN_ATTR, SLSOptions, SLSPruner, apply_nm_plan
+from ...vocabulary import NM_PRUNABLE_TYPES
 from .plugin_pruner import PluginPruner
 
 _log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ class NNISLSPruner(PluginPruner):
     Without an evaluator the budget is met by projection from the initial (magnitude) scores.
     """
 
-    prunable_types = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+    prunable_types = NM_PRUNABLE_TYPES
     budget_kind = "macs"
 
     def __init__(self, model: nn.Module, config_list: list[dict], evaluator: Evaluator | None = None, *,

@@ -45,7 +45,7 @@ def describe(settings: dict[str, Any]) -> str:
 def plot_fronts(rows: Sequence[dict[str, Any]], path: str | os.PathLike, settings: dict[str, Any] | None = None
                 ) -> Path:
     """PSNR vs peak memory and vs MACs: trials per method, the fronts, the dense net, failed trials."""
-    import matplotlib
+    import matplotlib  # matplotlib: heavy, imported only when a figure is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

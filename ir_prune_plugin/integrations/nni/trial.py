@@ -23,10 +23,25 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+import nni
 import torch
+from nni.compression.pruning import L1NormPruner
 from torch import nn
 
-from ...vocabulary import format_hw, parse_hw
+from ...archs import build_arch
+from ...channels.mosp import MOSPOptions
+from ...channels.tp_graph import output_layers
+from ...data import DenoiseDataset, SRDataset
+from ...loops import evaluate, fit
+from ...macs import count_macs, count_params
+from ...memory import estimate_peak_memory
+from ...sparsity import SLSOptions
+from ...vocabulary import MIB, format_hw, parse_hw
+from ...workloads.pretrained import pretrained
+from .evaluator import task_evaluator
+from .mask_speedup import apply_masks, speedup
+from .mosp_pruner import NNIMOSPPruner
+from .sls_pruner import NNISLSPruner
 
 _log = logging.getLogger(__name__)
 
@@ -79,9 +94,8 @@ def check_params(params: dict[str, Any]) -> dict[str, Any]:
     return p
 
 
-def _datasets(s: TrialSettings):
-    from ...data import DenoiseDataset, SRDataset
-
+def task_datasets(s: TrialSettings) -> tuple[Any, Any]:
+    """The (train, val) datasets of the trial's embedded task."""
     if s.task == "denoise":
         return (DenoiseDataset("train", 25.0, s.patch, seed=s.seed),
                 DenoiseDataset("val", 25.0, s.patch, val_size=s.val_size, seed=s.seed))
@@ -94,10 +108,6 @@ def _memory_input(s: TrialSettings, example: torch.Tensor) -> tuple[int, ...]:
 
 def _pretrained(settings: TrialSettings, train: Any) -> nn.Module:
     """Build and pre-train the model, reusing weights cached by an earlier trial with equal settings."""
-    from ...archs import build_arch
-    from ...workloads.pretrained import pretrained
-    from ...loops import fit
-
     def train_fn(model: nn.Module) -> None:
         fit(model, train, settings.pretrain_steps, lr=1e-3, batch_size=settings.batch_size,
             seed=settings.seed, progress=False, desc="pretrain")
@@ -113,31 +123,18 @@ def _pretrained(settings: TrialSettings, train: Any) -> nn.Module:
 
 def run_trial(settings: TrialSettings, params: dict[str, Any]) -> dict[str, float]:
     """Pre-train, prune with ``params['method']`` to ``sparse_ratio``, train, and measure."""
-    from nni.compression.pruning import L1NormPruner
-
-    from ...channels.mosp import MOSPOptions
-    from ...channels.tp_graph import output_layers
-    from ...loops import evaluate, fit
-    from ...macs import count_macs, count_params
-    from ...memory import estimate_peak_memory
-    from ...sparsity import SLSOptions
-    from .evaluator import task_evaluator
-    from .mosp_pruner import NNIMOSPPruner
-    from .sls_pruner import NNISLSPruner
-    from .mask_speedup import apply_masks, speedup
-
     p = check_params(params)
     if settings.threads:
         torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
-    train, val = _datasets(settings)
+    train, val = task_datasets(settings)
     model = _pretrained(settings, train)
     x = train[0]["lq"].unsqueeze(0)
     size = _memory_input(settings, x)
     last = output_layers(model, x)
     crop = 2 if settings.task == "sr" else 0
     dense = {"dense_psnr": evaluate(model, val, crop_border=crop)["psnr"],
-             "dense_peak_mb": estimate_peak_memory(model, torch.empty(size, device="meta")).peak_bytes / 2 ** 20,
+             "dense_peak_mb": estimate_peak_memory(model, torch.empty(size, device="meta")).peak_bytes / MIB,
              "dense_macs": float(count_macs(model, size))}
     ratio, steps, lr = float(p["sparse_ratio"]), settings.train_steps, float(p["lr"])
     evaluator = task_evaluator(model, train, lr=lr, batch_size=settings.batch_size, seed=settings.seed)
@@ -169,7 +166,7 @@ def run_trial(settings: TrialSettings, params: dict[str, Any]) -> dict[str, floa
     scores = evaluate(final, val, crop_border=crop)
     peak = estimate_peak_memory(final, torch.empty(size, device="meta")).peak_bytes
     result = {"default": scores["psnr"], "psnr": scores["psnr"], "ssim": scores["ssim"],
-              "peak_mb": peak / 2 ** 20, "macs": count_macs(final, size) * kept_macs_ratio,
+              "peak_mb": peak / MIB, "macs": count_macs(final, size) * kept_macs_ratio,
               "params": float(count_params(final)), **dense}
     _log.info("trial %s -> %s", p, result)
     return result
@@ -201,8 +198,6 @@ def settings_from_args(args: argparse.Namespace) -> TrialSettings:
 
 def main(argv: list[str] | None = None) -> int:
     """Trial entry point: read parameters, run, report the final result to NNI."""
-    import nni
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = _parser().parse_args(argv)
     settings = settings_from_args(args)
