@@ -38,6 +38,7 @@ FUNCTIONAL_TENSOR = "torchvision.transforms.functional_tensor"
 
 def _fill_functional_tensor(module: types.ModuleType) -> None:
     """The removed module's contents: torchvision's private copy plus ``rgb_to_grayscale``."""
+    # torchvision only when BasicSR imports the removed module (``import ir_prune_plugin`` stays torch-free)
     from torchvision.transforms import _functional_tensor as private
     from torchvision.transforms import functional as public
 
@@ -78,7 +79,7 @@ def _load_resume_state_cpu(opt):
     """BasicSR's ``load_resume_state`` without the CUDA call (maps the state to the CPU)."""
     import os.path as osp
 
-    from basicsr.utils import scandir
+    from basicsr.utils import scandir  # basicsr: optional extra, loaded only when BasicSR resumes
 
     resume_state_path = None
     if opt["auto_resume"]:
@@ -93,7 +94,7 @@ def _load_resume_state_cpu(opt):
         resume_state_path = opt["path"]["resume_state"]
     if resume_state_path is None:
         return None
-    import torch
+    import torch  # on first use, as everywhere in this module
 
     device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
     state = torch.load(resume_state_path, map_location=device, weights_only=False)
@@ -154,7 +155,7 @@ def apply_dist_shims() -> None:
     """Make ``--launcher pytorch|slurm`` work on CPU-only machines (gloo); idempotent."""
     if "dist" in _applied:
         return
-    import basicsr.utils.dist_util as dist_util
+    import basicsr.utils.dist_util as dist_util  # basicsr: optional extra, patched only when asked
     import basicsr.utils.options as options
     from basicsr.models.base_model import BaseModel
 

@@ -184,3 +184,10 @@ def test_public_names_import() -> None:
 
     assert len(ir_prune_plugin.__all__) == 17
     assert all(getattr(ir_prune_plugin, n) is not None for n in ir_prune_plugin.__all__)
+
+
+def test_check_example_inputs_is_public_and_the_old_path_still_imports() -> None:
+    from ir_prune_plugin import _inputs, inputs
+
+    assert "check_example_inputs" in inputs.__all__ and _inputs.__all__ == inputs.__all__
+    assert all(getattr(_inputs, n) is getattr(inputs, n) for n in inputs.__all__)
