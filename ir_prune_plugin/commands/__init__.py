@@ -5,7 +5,9 @@ one-line help, so ``irprune --help`` lists every command without importing any o
 """
 from __future__ import annotations
 
-__all__ = ["SUMMARIES"]
+import argparse
+
+__all__ = ["SUMMARIES", "add_command"]
 
 #: command name -> its one-line help (``irprune --help``), in the order the help lists them
 SUMMARIES: dict[str, str] = {
@@ -17,3 +19,8 @@ SUMMARIES: dict[str, str] = {
     "report": "re-render report.md and plots of a finished demo, sweep or BasicSR run",
     "sweep": "sweep methods/budgets with an NNI experiment, print the Pareto front",
 }
+
+
+def add_command(subparsers: argparse._SubParsersAction, name: str, description: str) -> argparse.ArgumentParser:
+    """Add subcommand ``name`` with its one-line help from :data:`SUMMARIES` and its ``--help`` text."""
+    return subparsers.add_parser(name, help=SUMMARIES[name], description=description)

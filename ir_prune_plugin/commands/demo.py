@@ -6,14 +6,13 @@ from pathlib import Path
 
 from ..demo import DemoConfig, run_demo
 from ..demo.render import table
-from . import SUMMARIES
+from . import add_command
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``demo`` subcommand to ``irprune``."""
-    p = subparsers.add_parser("demo", help=SUMMARIES["demo"],
-                              description="Pretrain small IR nets on embedded photos, prune them with MOSP/SLS "
-                                          "and baselines at matched budgets, and write a report.")
+    p = add_command(subparsers, "demo", "Pretrain small IR nets on embedded photos, prune them with MOSP/SLS "
+                                        "and baselines at matched budgets, and write a report.")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true",
                    help="tiny sizes, shipped tiny weights (< 90 s on 2 cores; for tests)")

@@ -9,7 +9,7 @@ from ..deploy.onnx_export import export_onnx
 from ..deploy.ort_memory import peak_rss
 from ..memory import estimate_peak_memory
 from ..vocabulary import MIB
-from . import SUMMARIES
+from . import add_command
 from ._args import existing_file, hw_size, json_object, output_file_ending
 from .prune import load_model
 
@@ -26,12 +26,12 @@ def _positive(text: str) -> float:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``irprune export``."""
-    p = subparsers.add_parser(
-        "export", help=SUMMARIES["export"],
-        description="Export a save_pruned file or a registered arch to ONNX with dynamic height and width "
-                    "(compactors and pruned widths as they are, N:M layers as dense weights with zeros); "
-                    "ONNX Runtime's output must equal PyTorch's within --atol. With --measure-size, also "
-                    "ONNX Runtime's real peak memory (RSS rise) for one inference beside the estimate.")
+    p = add_command(
+        subparsers, "export",
+        "Export a save_pruned file or a registered arch to ONNX with dynamic height and width "
+        "(compactors and pruned widths as they are, N:M layers as dense weights with zeros); "
+        "ONNX Runtime's output must equal PyTorch's within --atol. With --measure-size, also "
+        "ONNX Runtime's real peak memory (RSS rise) for one inference beside the estimate.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", type=existing_file, help="a file written by save_pruned (e.g. by irprune prune)")
     src.add_argument("--arch", help="registered arch name (sid_unet, res_unet, edsr, ...)")

@@ -14,7 +14,7 @@ from ..archs import build_arch, list_archs
 from ..integrations.basicsr.archs import BASICSR_TO_ARCH
 from ..memory import TraceError, estimate_peak_memory, measure_both
 from ..vocabulary import format_bytes
-from . import SUMMARIES
+from . import add_command
 from ._args import hw_size, int_at_least, json_object, output_file, output_file_ending
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -51,11 +51,11 @@ def _in_channels(model: nn.Module, kwargs: dict[str, Any]) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``irprune memory``."""
-    p = subparsers.add_parser(
-        "memory", help=SUMMARIES["memory"],
-        description="Estimate the peak activation memory of one inference forward (exact liveness "
-                    "over the torch.export operator order, on the meta device: nothing is "
-                    "allocated), the MOSP pruning groups and the tensors live at the peak.")
+    p = add_command(
+        subparsers, "memory",
+        "Estimate the peak activation memory of one inference forward (exact liveness "
+        "over the torch.export operator order, on the meta device: nothing is "
+        "allocated), the MOSP pruning groups and the tensors live at the peak.")
     p.add_argument("target", metavar="ARCH_OR_YAML",
                    help="a registered arch (sid_unet, res_unet, edsr, ...) or a BasicSR YAML with network_g")
     p.add_argument("--size", type=hw_size, default="1080x2048", help="input HEIGHTxWIDTH")

@@ -14,18 +14,18 @@ from ..loops import evaluate
 from ..studies.mosp_study import denoise_key, dense_unet, uniform_unet
 from ..workloads.pretrained import weights_name
 from ..workloads.shipped import SHIPPED_DIR, load_state, record, save_fp16
-from . import SUMMARIES
+from . import add_command
 from ._args import int_at_least
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``pretrain`` subcommand to ``irprune``."""
-    p = subparsers.add_parser(
-        "pretrain", help=SUMMARIES["pretrain"],
-        description="Train the nets `irprune demo --PRESET` starts from (the dense SID U-Net and, for each MOSP "
-                    "budget, the uniform-width U-Net trained from scratch) exactly as the demo would, and write "
-                    "them in fp16 with a manifest of their held-out PSNR. With the default --out this rewrites "
-                    "the weights shipped in the package.")
+    p = add_command(
+        subparsers, "pretrain",
+        "Train the nets `irprune demo --PRESET` starts from (the dense SID U-Net and, for each MOSP "
+        "budget, the uniform-width U-Net trained from scratch) exactly as the demo would, and write "
+        "them in fp16 with a manifest of their held-out PSNR. With the default --out this rewrites "
+        "the weights shipped in the package.")
     p.add_argument("--preset", choices=("quick", "default", "full"), default="default")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: the package's ir_prune_plugin/workloads/weights)")

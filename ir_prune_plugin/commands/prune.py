@@ -17,7 +17,7 @@ from ..memory import estimate_peak_memory
 from ..sparsity import FitOptions, SLSPruner
 from ..sparsity.masks import kept_params
 from ..vocabulary import MIB, Compactor
-from . import SUMMARIES
+from . import add_command
 from ._args import existing_file, hw_size, int_at_least, json_object, macs_ratio, memory_budget, output_file
 
 log = logging.getLogger(__name__)
@@ -25,10 +25,10 @@ log = logging.getLogger(__name__)
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``prune`` subcommand to ``irprune``."""
-    p = subparsers.add_parser(
-        "prune", help=SUMMARIES["prune"],
-        description="Load or build a network, prune it on the embedded photo task of its kind "
-                    "(denoising for U-Nets, x2/x4 SR for SR nets) and save it with save_pruned.")
+    p = add_command(
+        subparsers, "prune",
+        "Load or build a network, prune it on the embedded photo task of its kind "
+        "(denoising for U-Nets, x2/x4 SR for SR nets) and save it with save_pruned.")
     p.add_argument("--method", choices=("mosp", "sls"), required=True)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--arch", help="registered arch name (irprune: sid_unet, res_unet, edsr, ...)")

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..demo.render import render
 from ..integrations.basicsr.run_report import is_basicsr_run, render_basicsr_run
 from ..integrations.nni.sweep_report import render_sweep
-from . import SUMMARIES
+from . import add_command
 
 KINDS = ("results.json (irprune demo)", "sweep_results.json (irprune sweep)",
          "train_*.log + models/ (a BasicSR experiments/<name> folder trained with IRPruneModel)")
@@ -15,10 +15,10 @@ KINDS = ("results.json (irprune demo)", "sweep_results.json (irprune sweep)",
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``report`` subcommand to ``irprune``."""
-    p = subparsers.add_parser(
-        "report", help=SUMMARIES["report"],
-        description="Writes RUN_DIR/report.md and its plots from what the run saved (nothing is re-run). "
-                    "RUN_DIR holds one of: " + "; ".join(KINDS) + ".")
+    p = add_command(
+        subparsers, "report",
+        "Writes RUN_DIR/report.md and its plots from what the run saved (nothing is re-run). "
+        "RUN_DIR holds one of: " + "; ".join(KINDS) + ".")
     p.add_argument("run_dir", type=Path, help="a finished `irprune demo` or `irprune sweep` --out folder, "
                                               "or a BasicSR experiments/<name> folder")
     p.set_defaults(func=run)

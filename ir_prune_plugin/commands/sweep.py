@@ -11,21 +11,21 @@ from ..integrations.nni.launcher import SweepOptions, run_sweep
 from ..integrations.nni.sweep_report import render_sweep
 from ..integrations.nni.trial import TrialSettings
 from ..vocabulary import format_hw
-from . import SUMMARIES
+from . import add_command
 from ._args import existing_file, hw_size, int_at_least, json_object
 
 
 def add_parser(subparsers: Any) -> None:
     """Register ``irprune sweep``."""
     d = TrialSettings()
-    p = subparsers.add_parser(
-        "sweep", help=SUMMARIES["sweep"],
-        description="Starts nni.experiment.Experiment('local') on 127.0.0.1, runs the trials (each pre-trains "
-                    "the net once per sweep, prunes it with sls, mosp or NNI's L1 at the tuner's "
-                    "sparse_ratio, fine-tunes and measures), stops the experiment, prints the PSNR / "
-                    "peak-memory / MACs Pareto fronts and any failed trial with its reason, and writes "
-                    "OUT/pareto.png, OUT/report.md and OUT/sweep_results.json (irprune report OUT re-renders "
-                    "them).")
+    p = add_command(
+        subparsers, "sweep",
+        "Starts nni.experiment.Experiment('local') on 127.0.0.1, runs the trials (each pre-trains "
+        "the net once per sweep, prunes it with sls, mosp or NNI's L1 at the tuner's "
+        "sparse_ratio, fine-tunes and measures), stops the experiment, prints the PSNR / "
+        "peak-memory / MACs Pareto fronts and any failed trial with its reason, and writes "
+        "OUT/pareto.png, OUT/report.md and OUT/sweep_results.json (irprune report OUT re-renders "
+        "them).")
     p.add_argument("--out", type=Path, required=True, help="output folder (NNI's experiment directory goes inside)")
     p.add_argument("--search-space", type=existing_file, default=None,
                    help="NNI search space JSON (default: method x sparse_ratio x lr, with sparse_ratio limited "
