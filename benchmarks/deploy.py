@@ -97,8 +97,13 @@ def memory_section(models: dict, files: dict, out: Path, hw: tuple[int, int], ar
                "onnx_check_max_abs_diff": max(exp.max_abs_diff.values()), "export_s": round(exp.seconds, 1)}
         # ONNX Runtime's own plan, computed: live bytes in its execution order (default settings, and
         # MEMORY_PLAN: no NCHWc layout transform, the exported file's node order)
+        # (+ ONNX Runtime's arena statistics from its profiler: in-use peak, regions held)
         for key, opts in (("ort_order_est", {}), ("ort_plan_est", MEMORY_PLAN)):
-            row[f"{key}_mb"] = ort_liveness(onnx, hw, threads=args.threads, **opts).peak_bytes / MB
+            live = ort_liveness(onnx, hw, threads=args.threads, **opts)
+            row[f"{key}_mb"] = live.peak_bytes / MB
+            if live.arena_in_use_peak is not None:
+                row[f"{key}_arena_in_use_mb"] = live.arena_in_use_peak / MB
+                row[f"{key}_arena_held_mb"] = live.arena_held / MB
         # ONNX Runtime as shipped (arena + memory pattern), without the arena, and without the arena
         # with every block > 64 KiB mmapped (RSS = live bytes: what its plan really holds), each also
         # under MEMORY_PLAN; PyTorch eager
@@ -116,7 +121,8 @@ def memory_section(models: dict, files: dict, out: Path, hw: tuple[int, int], ar
             logging.info("%s %s: first +%.0f MiB, then +%.0f MiB, %.2f s", name, key, r.first_rise / MB,
                          r.rise / MB, r.latency_s)
         rows.append(row)
-    for key in ("estimate_mb", "ort_order_est_mb", "ort_plan_est_mb", "ort_mb", "ort_first_mb", "ort_no_arena_mb",
+    for key in ("estimate_mb", "ort_order_est_mb", "ort_plan_est_mb", "ort_order_est_arena_in_use_mb",
+                "ort_plan_est_arena_in_use_mb", "ort_mb", "ort_first_mb", "ort_no_arena_mb",
                 "ort_no_arena_first_mb", "ort_exact_mb", "ort_plan_first_mb", "ort_plan_exact_mb", "torch_mb",
                 "torch_first_mb", "torch_exact_mb"):
         rows[1][f"{key}_ratio"] = rows[1][key] / rows[0][key]

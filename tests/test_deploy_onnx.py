@@ -153,7 +153,8 @@ def test_irprune_export_command(tmp_path, capsys):
 
     out = tmp_path / "unet.onnx"
     assert main(["export", "--arch", "sid_unet", "--arch-args", '{"width": 0.125}', "--out", str(out),
-                 "--size", "32x48", "--exporter", "torchscript"]) == 0
-    assert out.is_file() and "max |diff|" in capsys.readouterr().out
+                 "--size", "32x48", "--exporter", "torchscript", "--measure-size", "64x96"]) == 0
+    printed = capsys.readouterr().out
+    assert out.is_file() and "max |diff|" in printed and "MEMORY_PLAN" in printed and "RSS rise" in printed
     assert main(["export", "--arch", "sid_unet", "--out", str(tmp_path / "unet.pt")]) == 2
     assert ".onnx" in capsys.readouterr().err

@@ -65,4 +65,11 @@ def run(args: argparse.Namespace) -> int:
         h, w = args.measure_size
         print(f"peak memory at {h}x{w}: ONNX Runtime RSS rise {ort.rise / MIB:.1f} MiB (first run "
               f"{ort.first_rise / MIB:.1f} MiB, {ort.latency_s:.2f} s); estimate {est / MIB:.1f} MiB")
+        from ..deploy.ort_options import MEMORY_PLAN
+        from ..deploy.ort_plan import ort_liveness
+
+        plans = {name: ort_liveness(res.path, args.measure_size, in_channels=channels, **opts).peak_bytes / MIB
+                 for name, opts in (("default settings", {}), ("MEMORY_PLAN", MEMORY_PLAN))}
+        print("ONNX Runtime's plan, activations without the input: "
+              + "; ".join(f"{name} {mib:.1f} MiB" for name, mib in plans.items()))
     return 0

@@ -224,7 +224,8 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, *, cache_dir: str | Path | No
 
             t = time.time()
             sections.append(deploy_section(dense, {f"MOSP {first:g}": models[f"mosp@{first}"]}, sigma=cfg.sigma,
-                                           seed=cfg.seed, memory_size=tuple(cfg.memory_size)))
+                                           seed=cfg.seed, memory_size=tuple(cfg.memory_size),
+                                           alone=models.get("mosp@0.25")))
             lap("deploy", t)
     if cfg.run_sls:
         t = time.time()

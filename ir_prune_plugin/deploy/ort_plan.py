@@ -40,6 +40,8 @@ class OrtLiveness:
     live_at_peak: dict[str, int] = field(default_factory=dict)   # value name -> bytes, largest first
     order: tuple[str, ...] = ()                        # node names in execution order
     live_after: tuple[int, ...] = ()                   # live bytes right after each node's outputs exist
+    arena_in_use_peak: int | None = None               # ONNX Runtime's own arena statistics (profiler),
+    arena_held: int | None = None                      # None where its build does not report them
 
 
 def _kernels(profile: list[dict]) -> list[dict]:
@@ -113,8 +115,11 @@ def ort_liveness(path: str | Path, input_hw: tuple[int, int], *, in_channels: in
             peak, peak_node, at_peak = total, name, dict(live)
         for value in [v for v in live if last_use.get(v, -1) <= i and v not in outputs]:
             total -= live.pop(value)
+    stats = [e["args"] for e in kernels if "mem_in_use_peak" in e["args"] and "mem_arena_held" in e["args"]]
+    in_use = max((int(a["mem_in_use_peak"]) for a in stats), default=None)
+    held = max((int(a["mem_arena_held"]) for a in stats), default=None)
     log.info("ONNX Runtime plan (%s, %s order) at %dx%d: peak %.1f MiB at %s", optimization, execution_order, h, w,
              peak / 2 ** 20, peak_node)
     return OrtLiveness(input_hw=(h, w), optimization=optimization, execution_order=execution_order, peak_bytes=peak,
                        peak_node=peak_node, live_at_peak=dict(sorted(at_peak.items(), key=lambda kv: -kv[1])),
-                       order=tuple(order), live_after=tuple(trace))
+                       order=tuple(order), live_after=tuple(trace), arena_in_use_peak=in_use, arena_held=held)
