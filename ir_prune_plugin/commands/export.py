@@ -7,6 +7,8 @@ import torch
 
 from ..deploy.onnx_export import export_onnx
 from ..deploy.ort_memory import peak_rss
+from ..deploy.ort_options import MEMORY_PLAN
+from ..deploy.ort_plan import ort_liveness
 from ..memory import estimate_peak_memory
 from ..vocabulary import MIB
 from . import add_command
@@ -65,9 +67,6 @@ def run(args: argparse.Namespace) -> int:
         h, w = args.measure_size
         print(f"peak memory at {h}x{w}: ONNX Runtime RSS rise {ort.rise / MIB:.1f} MiB (first run "
               f"{ort.first_rise / MIB:.1f} MiB, {ort.latency_s:.2f} s); estimate {est / MIB:.1f} MiB")
-        from ..deploy.ort_options import MEMORY_PLAN
-        from ..deploy.ort_plan import ort_liveness
-
         plans = {name: ort_liveness(res.path, args.measure_size, in_channels=channels, **opts).peak_bytes / MIB
                  for name, opts in (("default settings", {}), ("MEMORY_PLAN", MEMORY_PLAN))}
         print("ONNX Runtime's plan, activations without the input: "
