@@ -2,13 +2,16 @@
 photos and CBSD68/Kodak24, with the compactor ablation, search overhead and the real process
 memory (RSS) / CPU latency of each model at 1x3x1080x2048.
 
-    python benchmarks/mosp.py --out /tmp/mosp_bench [--seeds 0 1 2] [--budgets 0.5 0.25]
+    python benchmarks/mosp.py --out /tmp/mosp_bench [--seeds 0 1 2] [--budgets 0.5 0.43]
         [--compactor-ablation] [--data ../shared/data] [--crop 256] [--no-rss]
 
 Defaults are the default demo's net and steps (SID U-Net x0.625, its dense and uniform-width
 weights shipped in the package, trained with ``--pretrain-seed``); each seed re-runs the pruning,
 the finetuning, the held-out batch and the test noise. Writes ``<out>/seed<S>/`` (each seed's
-study), ``<out>/mosp_benchmark.json`` and ``<out>/mosp_benchmark.md`` (mean +- std tables).
+study), ``<out>/mosp_benchmark.json``, ``<out>/mosp_benchmark.md`` (mean +- std tables, then the
+per-seed paired margins: MOSP vs dense, vs the best uniform baseline, compactors on vs off) and
+``<out>/mosp_benchmark.png`` (PSNR vs peak memory, mean +- std). 0.43 is the tightest budget the
+x0.625 net reaches with every layer at >= 8 channels (``--min-channels``).
 RSS/latency run each saved model in
 a fresh subprocess (``save_pruned``/``load_pruned``), so allocator state does not leak between
 models. Per forward, the resident set is sampled every 0.5 ms from /proc/self/statm; the reported
@@ -103,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--finetune-steps", type=int, default=FULL.finetune_steps)
     parser.add_argument("--compactor-finetune-steps", type=int, default=FULL.compactor_finetune_steps)
     parser.add_argument("--loop-finetune-steps", type=int, default=FULL.loop_finetune_steps)
-    parser.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.25])
+    parser.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.43])
+    parser.add_argument("--min-channels", type=int, default=FULL.min_channels,
+                        help="every method keeps at least this many channels per layer")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--pretrain-seed", type=int, default=0,
                         help="seed of the dense and uniform-width nets (0: the shipped weights)")
@@ -145,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                                 pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps,
                                 compactor_finetune_steps=args.compactor_finetune_steps,
                                 loop_finetune_steps=args.loop_finetune_steps, budgets=tuple(args.budgets),
-                                compactor_ablation=args.compactor_ablation)
+                                compactor_ablation=args.compactor_ablation, min_channels=args.min_channels)
         if not args.no_rss:
             _rss_columns(result, out, args)
         runs.append(result)
@@ -153,10 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     summary = aggregate(runs, ["psnr", *extra_cols])
     report = {"command": " ".join(["python benchmarks/mosp.py", *(argv or sys.argv[1:])]),
               "seeds": args.seeds, "pretrain_seed": args.pretrain_seed, "config": runs[0]["config"],
-              "summary": summary, "runs": runs, "benchmark_seconds": round(time.time() - t0, 1)}
+              "summary": summary, "margins": margins(runs, ["psnr", *extra_cols]), "runs": runs,
+              "benchmark_seconds": round(time.time() - t0, 1)}
     (args.out / "mosp_benchmark.json").write_text(json.dumps(report, indent=2, default=str))
     md = markdown(summary, ["psnr", *extra_cols], report["command"], len(runs))
+    md += "\n" + margins_markdown(report["margins"], ["psnr", *extra_cols])
     (args.out / "mosp_benchmark.md").write_text(md)
+    plot(summary, args.out / "mosp_benchmark.png")
     print(md)
     return 0
 
@@ -194,6 +202,74 @@ def aggregate(runs: list[dict], columns: list[str]) -> list[dict]:
                 entry[f"{col}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
         summary.append(entry)
     return summary
+
+
+#: paired margins, per seed then mean +- std: (name, minuend methods, subtrahend methods); where
+#: several methods are named, the best of them in that seed is used
+MARGINS = (("MOSP − dense", ("mosp",), ("dense",)),
+           ("MOSP − best uniform", ("mosp",), ("uniform-width", "uniform-slice")),
+           ("compactors on − off", ("mosp",), ("mosp-no-compactor",)),
+           ("compactor pre-finetune on − off", ("mosp",), ("mosp-compactor-no-prefinetune",)),
+           ("best uniform − dense", ("uniform-width", "uniform-slice"), ("dense",)))
+
+
+def _best(run: dict, methods: tuple[str, ...], budget: float, col: str) -> float | None:
+    vals = [r[col] for r in run["rows"] if r["method"] in methods and col in r and r["budget"] in (budget, None)]
+    return max(vals) if vals else None
+
+
+def margins(runs: list[dict], columns: list[str]) -> list[dict]:
+    """Per budget, the :data:`MARGINS` as per-seed paired differences: mean and sample std (dB)."""
+    out = []
+    budgets = sorted({r["budget"] for run in runs for r in run["rows"] if r["budget"] is not None}, reverse=True)
+    for budget in budgets:
+        for name, left, right in MARGINS:
+            entry: dict = {"margin": name, "budget": budget}
+            for col in columns:
+                pairs = [(_best(run, left, budget, col), _best(run, right, budget, col)) for run in runs]
+                diffs = [a - b for a, b in pairs if a is not None and b is not None]
+                if diffs:
+                    entry[col] = float(np.mean(diffs))
+                    entry[f"{col}_std"] = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else 0.0
+                    entry["n"] = len(diffs)
+            if "n" in entry:
+                out.append(entry)
+    return out
+
+
+def margins_markdown(rows: list[dict], columns: list[str]) -> str:
+    """The paired margins as a Markdown table."""
+    names = {"psnr": "held-out photos"} | {c: c.removeprefix("psnr_") for c in columns if c != "psnr"}
+    head = ["paired margin (dB)", "budget", *[names[c] for c in columns], "seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for e in rows:
+        cells = [e["margin"], f"{e['budget']:g}"]
+        cells += [f"{e[c]:+.2f} ± {e[c + '_std']:.2f}" if c in e else "-" for c in columns]
+        lines.append("| " + " | ".join(cells + [str(e["n"])]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: list[dict], path: Path) -> Path:
+    """PSNR on the held-out photos (mean +- std over seeds) vs estimated peak memory, a line per method."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for method in dict.fromkeys(e["method"] for e in summary if "psnr" in e):
+        pts = sorted((e["peak_mb_est"], e["psnr"], e["psnr_std"]) for e in summary
+                     if e["method"] == method and "psnr" in e)
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
+                    capsize=3, label=method)
+    ax.set_xlabel("peak activation memory at 2048x1080 (MiB, estimate)")
+    ax.set_ylabel("PSNR, held-out photos (dB)")
+    ax.set_title("MOSP vs baselines at equal peak memory (mean ± std over seeds)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
 
 
 def markdown(summary: list[dict], columns: list[str], command: str, seeds: int) -> str:

@@ -41,6 +41,19 @@ def test_aggregate_gives_mean_and_sample_std_per_method_and_budget(bench):
     assert "| global-magnitude | 0.25 | cannot reach the budget |" in md
 
 
+def test_margins_are_paired_per_seed_against_the_best_uniform_baseline(bench):
+    runs = [_run(0, 29.0, 28.0), _run(1, 29.5, 27.0), _run(2, 30.0, 29.0)]
+    runs[0]["rows"].append({"method": "uniform-slice", "budget": 0.5, "psnr": 28.6})   # seed 0's best uniform
+    by = {(e["margin"], e["budget"]): e for e in bench.margins(runs, ["psnr"])}
+    vs_uniform = by[("MOSP − best uniform", 0.5)]
+    assert vs_uniform["n"] == 3
+    assert vs_uniform["psnr"] == pytest.approx((0.4 + 2.5 + 1.0) / 3)
+    assert by[("MOSP − dense", 0.5)]["psnr"] == pytest.approx(-0.5)
+    assert ("compactors on − off", 0.5) not in by      # no such rows: no margin
+    md = bench.margins_markdown(list(by.values()), ["psnr"])
+    assert "| MOSP − dense | 0.5 | -0.50 ± 0.50 | 3 |" in md
+
+
 def test_aggregate_mode_summarises_seed_folders(bench, tmp_path):
     for seed, (m, u) in enumerate([(29.0, 28.0), (30.0, 28.0)]):
         (tmp_path / f"seed{seed}").mkdir()
@@ -49,6 +62,8 @@ def test_aggregate_mode_summarises_seed_folders(bench, tmp_path):
     report = json.loads((tmp_path / "mosp_benchmark.json").read_text())
     assert report["seeds"] == [0, 1]
     assert "29.50 ± 0.71" in (tmp_path / "mosp_benchmark.md").read_text()
+    assert "| MOSP − best uniform | 0.5 | +1.50 ± 0.71 | - | 2 |" in (tmp_path / "mosp_benchmark.md").read_text()
+    assert (tmp_path / "mosp_benchmark.png").stat().st_size > 1000
 
 
 def test_standard_test_sets_load_as_noisy_pairs(bench, shared_data):

@@ -22,7 +22,9 @@ def test_quick_study_rows_meet_the_budget(tmp_path):
     assert {r["finetune_steps"] for r in rows if r["method"] not in ("dense", "uniform-width")} \
         == {cfg["finetune_steps"]}
     assert by["uniform-width"]["finetune_steps"] == cfg["pretrain_steps"] + cfg["finetune_steps"]
-    assert all(r["full_res_channels"] >= 1 for r in rows if r["method"] != "dense" and "unreachable" not in r)
+    assert cfg["min_channels"] >= 2   # every method keeps the floor at full resolution (MOSP, magnitude cap)
+    assert all(r["full_res_channels"] >= cfg["min_channels"] for r in rows
+               if r["method"] != "dense" and "unreachable" not in r)
     dense = next(r for r in rows if r["method"] == "dense")
     assert dense["peak_mb_est"] == pytest.approx(res["dense_peak_mb"])
     for r in rows:
@@ -30,7 +32,9 @@ def test_quick_study_rows_meet_the_budget(tmp_path):
             continue
         assert r["peak_mb_est"] <= r["budget"] * res["dense_peak_mb"] + 1e-6, r["method"]
         assert r["peak_mb_measured_small"] == pytest.approx(r["peak_mb_est_small"], rel=0.02)
-        assert r["params"] < dense["params"] and 5 < r["psnr"] < 60
+        # MOSP cuts memory, not parameters: the compactors' 1x1 convs may outweigh what it removed
+        with_compactors = r["method"] in ("mosp", "mosp-compactor-no-prefinetune")
+        assert r["params"] < dense["params"] * (1.01 if with_compactors else 1.0) and 5 < r["psnr"] < 60
     assert (tmp_path / "out" / "mosp_psnr_vs_peak.png").stat().st_size > 1000
     saved = json.loads((tmp_path / "out" / "mosp_study.json").read_text())
     assert [r["method"] for r in saved["rows"]] == [r["method"] for r in rows]

@@ -58,3 +58,27 @@ def test_shipped_weights_load_and_reach_their_recorded_psnr(filename):
     assert psnr == pytest.approx(entry["psnr"], abs=0.01)
     if entry["role"] == "dense":   # a real denoiser, so the demo's tables compare real models
         assert psnr >= entry["noisy_psnr"] + 3.0
+
+
+
+def test_fit_clips_the_gradient_norm_and_rejects_a_bad_clip(monkeypatch):
+    from ir_prune_plugin.loops import fit
+
+    torch.manual_seed(0)
+    model = build_arch("sid_unet", width=0.125)
+    x = torch.rand(2, 3, 16, 16)
+    batch = [(x, x + 10.0)]   # a far target: the gradient norm is well above the clip
+    with pytest.raises(ValueError, match="clip_grad_norm must be None or a positive number, got 0"):
+        fit(model, batch, 1, clip_grad_norm=0, progress=False)
+    norms, step = [], torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):   # the gradient norm Adam is given, then the real step
+        grads = [p.grad.norm() for g in self.param_groups for p in g["params"] if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack(grads))))
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    fit(model, batch, 2, clip_grad_norm=1e-3, progress=False)
+    fit(model, batch, 1, progress=False)
+    assert len(norms) == 3
+    assert max(norms[:2]) <= 1e-3 * 1.0001 < 1e-2 < norms[2]

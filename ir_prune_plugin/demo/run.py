@@ -167,7 +167,8 @@ def claims_text(cfg: DemoConfig, mosp_rows: list[dict]) -> str:
              f"{cfg.preset}`), denoising sigma={cfg.sigma:g}, seed {cfg.seed} (one seed: "
              "`benchmarks/mosp.py` has the mean +- std over seeds), peak-memory budgets "
              f"{', '.join(f'{b:g}' for b in cfg.budgets)} of the dense peak at 1x3x{h}x{w}, "
-             f"{cfg.finetune_steps} finetune steps for every pruned model.", ""]
+             f"{cfg.finetune_steps} finetune steps for every pruned model, every method keeping at least "
+             f"{study_config(cfg).min_channels} channels per layer.", ""]
     dense = _psnr(mosp_rows, "dense", None)
     claims = ["The MOSP paper (SID U-Net on SIDD, 80 + 10 + 20 epochs) reports at 50 % peak memory MOSP "
               "0.10 dB below dense and 0.26 dB above the uniform 0.5x net (which is 0.36 dB below dense), "
