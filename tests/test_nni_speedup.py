@@ -12,7 +12,10 @@ pytest.importorskip("nni")
 from nni.compression.pruning import L1NormPruner, LevelPruner  # noqa: E402
 
 from ir_prune_plugin.archs import build_arch  # noqa: E402
+from ir_prune_plugin.channels.safety import BrokenForwardError  # noqa: E402
 from ir_prune_plugin.integrations.nni import apply_masks, removable_channels, speedup  # noqa: E402
+
+from thirdparty_nets import build  # noqa: E402
 
 
 def _params(model: nn.Module) -> int:
@@ -139,3 +142,30 @@ def test_bad_masks_are_rejected_before_any_change():
     _, masks = pruner.compress()
     with pytest.raises(ValueError, match="unwrap_model"):
         speedup(model, masks, x)
+
+
+def test_removal_that_breaks_a_real_net_is_rolled_back_and_named():
+    """SPAN (spandrel): removing the masked channels of the groups feeding its ``torch.cat`` breaks
+    ``conv_cat``; those removals are rolled back (channels kept, zeroed), the others go through, and
+    the result runs in train and eval mode and computes the masked net. ``strict`` names layer and op."""
+    pytest.importorskip("spandrel")
+    model, x = build("span")
+    model.eval()
+    shape = model(x).shape
+    pruner = L1NormPruner(model, [{"op_types": ["Conv2d"], "sparse_ratio": 0.5}])
+    _, masks = pruner.compress()
+    pruner.unwrap_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    small = speedup(model, masks, x)
+
+    assert _params(small) < _params(model)
+    assert small.conv_2.eval_conv.out_channels == model.conv_2.eval_conv.out_channels  # rolled back
+    for mode in (True, False):
+        with torch.no_grad():
+            assert small.train(mode)(x).shape == shape
+    _close(small, _masked(model, masks), x)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # caller untouched
+    with pytest.raises(BrokenForwardError, match=r"in layer 'conv_cat' \(Conv2d\) at `out = self.conv_cat") as err:
+        speedup(model, masks, x, strict=True)
+    assert err.value.layer == "conv_cat" and err.value.mode == "eval" and "torch.cat" in err.value.op

@@ -9,6 +9,14 @@ ops after it map 0 to 0 (ReLU, LeakyReLU, GELU, tanh -- not sigmoid; a BatchNorm
 producer and must be masked too). A channel masked in only some of its coupled producers stays
 (zeroed), and channels that reach the network output are never removed, so the result has the
 same output shape and computes what the masked model computes.
+
+Every group removal is a checked change (:func:`~ir_prune_plugin.channels.safety.prune_group_checked`,
+the same check MOSP and ``checked_step`` use): the copy runs at the example inputs in eval and
+train mode after it, and a removal that breaks the forward or changes an output shape is rolled
+back in place -- its channels stay, zeroed, so the result still computes the masked model -- and
+logged with the layer and operation that failed (``strict=True`` raises
+:class:`~ir_prune_plugin.channels.safety.BrokenForwardError` instead). The finished copy is
+checked once more before it is returned.
 """
 from __future__ import annotations
 
@@ -19,6 +27,7 @@ from typing import Any, Iterator, Mapping
 import torch
 from torch import nn
 
+from ...channels.safety import check_forward, prune_group_checked, reference_shapes
 from ...channels.tp_graph import build_dependency_graph, output_layers, requires_grad_kept
 from ...channels.tp_rules import ROOT_MODULE_TYPES
 
@@ -145,22 +154,33 @@ def removable_channels(model: nn.Module, masks: Masks, example_inputs: Any) -> d
     return {name: idxs for name, (_, idxs) in plan.items()}
 
 
-def speedup(model: nn.Module, masks: Masks, example_inputs: Any) -> nn.Module:
+def speedup(model: nn.Module, masks: Masks, example_inputs: Any, *, strict: bool = False) -> nn.Module:
     """Return a physically smaller copy of ``model`` that computes what ``model`` with ``masks`` computes.
 
     ``masks`` is NNI's format ``{module_name: {'weight': mask, 'bias': mask}}`` (from ``compress()`` or
     ``get_masks()`` of any NNI pruner, ours included); the model must be unwrapped first
-    (``pruner.unwrap_model()``). ``example_inputs`` (a tensor or tuple) is used to trace the model.
+    (``pruner.unwrap_model()``). ``example_inputs`` (a tensor or tuple) is used to trace the model
+    and to forward-check every removal in eval and train mode. A removal that breaks the forward
+    is rolled back and its channels are kept (zeroed), or with ``strict`` raises
+    :class:`~ir_prune_plugin.channels.safety.BrokenForwardError` naming the layer and operation.
     The caller's model is never modified.
     """
     _validate(model, masks)
     work = copy.deepcopy(model)
     apply_masks(work, masks)
+    expected = reference_shapes(work, example_inputs)
     plan, dg = _plan(work, masks, example_inputs)
-    removed = 0
+    removed, refused = 0, {}
     with requires_grad_kept(work):
-        for root, idxs in plan.values():
-            dg.get_pruning_group(root, dg.get_pruner_of_module(root).prune_out_channels, idxs).prune()
-            removed += len(idxs)
-    _log.info("speedup removed %d output channels in %d groups", removed, len(plan))
+        for name, (root, idxs) in plan.items():
+            def group(root: nn.Module = root, idxs: list[int] = idxs) -> Any:
+                return dg.get_pruning_group(root, dg.get_pruner_of_module(root).prune_out_channels, idxs)
+            if prune_group_checked(work, example_inputs, dg, group, name,
+                                   f"speedup removing {len(idxs)} masked channels of group {name!r}",
+                                   expected, refused, strict=strict):
+                removed += len(idxs)
+    check_forward(work, example_inputs, expected, change="speedup")
+    _log.info("speedup removed %d output channels in %d groups%s", removed, len(plan) - len(refused),
+              f"; kept (zeroed) the masked channels of {sorted(refused)}: removing them broke the forward"
+              if refused else "")
     return work
