@@ -1,4 +1,5 @@
-"""Demo presets: ``quick`` (tests, < 90 s), default (< 10 min on 2 cores) and ``full``."""
+"""Demo presets: ``quick`` (tests; target < 90 s, measured 3-6 min on 2 loaded cores), default
+(target < 10 min on 2 cores) and ``full``."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
