@@ -12,6 +12,8 @@ import os
 import sys
 from typing import Sequence
 
+import yaml
+
 from ...compat import apply_basicsr_shims, apply_dist_shims
 from .archs import arch_name
 from .options import pruning_config
@@ -26,7 +28,6 @@ def _precheck(argv: Sequence[str]) -> None:
     if not os.path.isfile(args.opt):
         raise SystemExit(f"option file {args.opt!r} does not exist")
     from basicsr.utils.options import ordered_yaml  # basicsr only after our shims (apply_basicsr_shims)
-    import yaml
     with open(args.opt) as f:
         opt = yaml.load(f, Loader=ordered_yaml()[0])
     if isinstance(opt, dict) and opt.get("model_type") == "IRPruneModel":
@@ -71,7 +72,7 @@ def train_main(argv: Sequence[str] | None = None) -> None:
     empty ``experiments/``, ``tb_logger/`` or ``results/`` folders behind.
     """
     _prepare(argv, check=True)
-    from basicsr.train import train_pipeline
+    from basicsr.train import train_pipeline  # basicsr only after our shims (in _prepare)
     root = os.getcwd()
     existed = {n for n in _RUN_FOLDERS if os.path.isdir(os.path.join(root, n))}
     try:
@@ -84,7 +85,7 @@ def train_main(argv: Sequence[str] | None = None) -> None:
 def test_main(argv: Sequence[str] | None = None) -> None:
     """Run BasicSR's ``test_pipeline`` (reloads pruned checkpoints) with the working directory as root."""
     _prepare(argv, check=False)
-    from basicsr.test import test_pipeline
+    from basicsr.test import test_pipeline  # basicsr only after our shims (in _prepare)
     test_pipeline(os.getcwd())
 
 

@@ -43,7 +43,7 @@ class _ProgressLog:
 
 def train_batches(dataset_opt: dict[str, Any], seed: int) -> Iterator[dict]:
     """Endless shuffled batches of the YAML's training set (for MOSP's own finetune/evaluate)."""
-    from basicsr.data import build_dataset
+    from basicsr.data import build_dataset  # basicsr: loaded by the model that calls this, after our shims
     dataset = build_dataset(dict(dataset_opt, phase="train"))
     g = torch.Generator().manual_seed(int(seed))
     loader = DataLoader(dataset, batch_size=int(dataset_opt["batch_size_per_gpu"]), shuffle=True,

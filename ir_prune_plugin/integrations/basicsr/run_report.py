@@ -47,7 +47,7 @@ def parse_log(text: str) -> tuple[list[dict[str, float]], list[dict[str, float]]
 
 
 def _latest_checkpoint(run: Path) -> tuple[int | str, dict[str, Any]] | None:
-    import torch
+    import torch  # torch only when a checkpoint is read: `irprune report` on a log needs none
 
     found = []
     for f in (run / "models").glob("net_g_*.pth"):
@@ -66,7 +66,7 @@ def _plot(train: list[dict], valid: list[dict], path: Path, title: str) -> Path 
     metrics = sorted({k for r in valid for k in r if k != "iter"})
     if not keys and not metrics:
         return None
-    import matplotlib
+    import matplotlib  # matplotlib: heavy, imported only when a figure is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
