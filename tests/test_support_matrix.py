@@ -33,9 +33,6 @@ pytest.importorskip("spandrel")
 ARCHS = sorted(NETS)
 #: (arch, method) -> regex of the documented refusal (the error message must match it)
 REFUSALS: dict[tuple[str, str], str] = {
-    # Torch-Pruning's dependency analysis of windowed attention at this size: the time limit
-    ("scunet", "mosp"): "did not finish within",
-    ("scunet", "tp"): "did not finish within",
     # item assignment on a traced shape (img_mask[:, h, w, :] = cnt) in HAT's own forward
     ("hat", "compactors"): "cannot capture the graph of HAT",
     # no 4-D long skip: MSRResNet's and PLKSR's global skips come from the (upsampled) input,
@@ -47,6 +44,7 @@ REFUSALS: dict[tuple[str, str], str] = {
     # the fixed-size split of the large-kernel conv and the repeated input (PLKSR), the
     # illumination-guided attention (RetinexFormer)
     ("hat", "mosp"): "cannot be reached",
+    ("scunet", "mosp"): "cannot be reached",   # + the fixed-size split of its conv/transformer halves
     ("plksr", "mosp"): "cannot be reached",
     ("retinexformer", "mosp"): "cannot be reached",
     ("uformer", "mosp"): "cannot be reached|below the reachable minimum",

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from torch import nn
 
 from .inplace import disable_inplace
+from .mixing import stop_at_mixing_ops
 from .reparam import fuse_reparam
 from .split import couple_equal_chunks, refresh_split_offsets
 
@@ -21,7 +22,7 @@ __all__ = ["GRAPH_RULES", "POST_RULES", "apply_graph_rules", "apply_post_rules",
 #: rules run before Torch-Pruning's own index-mapping update, in order
 GRAPH_RULES: tuple[Callable[[Any], None], ...] = (refresh_split_offsets,)
 #: rules run after it (they refine the mappings it sets)
-POST_RULES: tuple[Callable[[Any], None], ...] = (couple_equal_chunks,)
+POST_RULES: tuple[Callable[[Any], None], ...] = (couple_equal_chunks, stop_at_mixing_ops)
 
 
 def apply_graph_rules(graph: Any) -> None:

@@ -14,6 +14,12 @@ Layout ops (``permute``/``transpose`` into token layouts ``(B, HW, C)``, window 
 ``roll``, ``rearrange``) keep the channel axis whole: groups through them (SwinIR's residual
 stream, Uformer's LeFF hidden width) are pruned, and the forward check after every removal
 (:mod:`ir_prune_plugin.channels.safety`) rolls back any that a reshape cannot follow.
+
+Since a group that reaches a mixing op is left alone whatever lies beyond it,
+:func:`stop_at_mixing_ops` ends Torch-Pruning's propagation there. Without it, the element-wise
+reading of ``q @ k^T`` and ``attn @ v`` sends a q/k/v group around the attention in a loop that
+re-adds the same layers with shifted index sets (SCUNet's windowed attention: > 14,000 group
+entries and minutes of CPU for one group).
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from typing import Any
 
 from torch_pruning import ops
 
-__all__ = ["MIXING_OPS", "mixing_ops", "op_name", "unsafe_layers"]
+__all__ = ["MIXING_OPS", "mixing_ops", "op_name", "stop_at_mixing_ops", "unsafe_layers"]
 
 #: substrings of autograd node names (lower case) of ops that move or mix the channel axis
 MIXING_OPS: tuple[str, ...] = (
@@ -34,7 +40,7 @@ def op_name(module: Any, grad_fn: Any = None) -> str | None:
     """The autograd node name of a Torch-Pruning op node that mixes channels (or splits them at
     sizes fixed in the code), else ``None``."""
     if isinstance(module, ops._SplitOp):
-        name = str(grad_fn)   # torch.split(x, [a, b]): the sizes cannot follow a cut
+        name = type(grad_fn).__name__   # torch.split(x, [a, b]): the sizes cannot follow a cut
         return name if "splitwithsizes" in name.lower() else None
     if not isinstance(module, ops._ElementWiseOp):
         return None
@@ -42,6 +48,22 @@ def op_name(module: Any, grad_fn: Any = None) -> str | None:
     low = name.lower()
     # MmBackward0 is a matmul of two activations; AddmmBackward0 is a Linear on tokens (not mixing)
     return name if low.startswith("mmbackward") or any(k in low for k in MIXING_OPS) else None
+
+
+class _Stop:
+    """Index mapping out of a channel-mixing op: nothing follows (such groups are left alone)."""
+
+    def __call__(self, idxs: list) -> list:
+        return []
+
+
+def stop_at_mixing_ops(graph: Any) -> None:
+    """End every dependency leaving a channel-mixing op (see module doc); groups still contain
+    the op itself, so :func:`mixing_ops` finds it and the group is left alone as before."""
+    for node in graph.module2node.values():
+        if op_name(node.module, getattr(node, "grad_fn", None)) is not None:
+            for dep in node.dependencies:
+                dep.index_mapping[0] = _Stop()
 
 
 def mixing_ops(group: Any) -> list[str]:
