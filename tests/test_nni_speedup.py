@@ -169,3 +169,19 @@ def test_removal_that_breaks_a_real_net_is_rolled_back_and_named():
     with pytest.raises(BrokenForwardError, match=r"in layer 'conv_cat' \(Conv2d\) at `out = self.conv_cat") as err:
         speedup(model, masks, x, strict=True)
     assert err.value.layer == "conv_cat" and err.value.mode == "eval" and "torch.cat" in err.value.op
+
+
+def test_attention_groups_keep_their_masked_channels_instead_of_refusing():
+    """SwinIR (spandrel): the masked MLP hidden widths are removed, the masked q/k/v channels of
+    the attention stay (zeroed) instead of the whole network being refused; same output."""
+    pytest.importorskip("spandrel")
+    model, x = build("swinir")
+    model.eval()
+    pruner = L1NormPruner(model, [{"op_types": ["Linear"], "sparse_ratio": 0.5}])
+    _, masks = pruner.compress()
+    pruner.unwrap_model()
+    small = speedup(model, masks, x)
+    block = "layers.0.residual_group.blocks.0"
+    assert small.get_submodule(f"{block}.mlp.fc1").out_features == model.get_submodule(f"{block}.mlp.fc1").out_features // 2
+    assert small.get_submodule(f"{block}.attn.qkv").out_features == model.get_submodule(f"{block}.attn.qkv").out_features
+    _close(small, _masked(model, masks), x)

@@ -16,7 +16,9 @@ train mode after it, and a removal that breaks the forward or changes an output 
 back in place -- its channels stay, zeroed, so the result still computes the masked model -- and
 logged with the layer and operation that failed (``strict=True`` raises
 :class:`~ir_prune_plugin.channels.safety.BrokenForwardError` instead). The finished copy is
-checked once more before it is returned.
+checked once more before it is returned. Groups whose channels pass through channel-mixing ops
+(attention q/k/v, see :mod:`ir_prune_plugin.channels.rules.mixing`) keep their masked channels
+(zeroed) instead of refusing the network, as MOSP does.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from typing import Any, Iterator, Mapping
 import torch
 from torch import nn
 
+from ...channels.rules.mixing import mixing_ops
 from ...channels.safety import check_forward, prune_group_checked, reference_shapes
 from ...channels.tp_graph import build_dependency_graph, output_layers, requires_grad_kept
 from ...channels.tp_rules import ROOT_MODULE_TYPES
@@ -107,7 +110,7 @@ def _plan(work: nn.Module, masks: Masks, example_inputs: Any):
     """Build the dependency graph of ``work`` and pick, per group root, the removable channels."""
     modules = dict(work.named_modules())
     masked = {n: _out_channel_masked(modules[n], t) for n, t in masks.items()}
-    dg = build_dependency_graph(work, example_inputs)
+    dg = build_dependency_graph(work, example_inputs, check=False)
     # Channels that reach the network output are never removed: that would change its shape.
     fixed = set(output_layers(work, example_inputs, graph=dg))
     mod2name = {m: n for n, m in modules.items()}
@@ -129,6 +132,10 @@ def _plan(work: nn.Module, masks: Masks, example_inputs: Any):
     for group in dg.get_all_groups(root_module_types=ROOT_MODULE_TYPES):
         root, fn = group[0].dep.target.module, group[0].dep.handler
         name = mod2name[root]
+        mixing = mixing_ops(group)
+        if mixing:   # attention q/k/v and the like: their masked channels stay (zeroed), as in MOSP
+            _log.info("speedup leaves the channels of %r alone: they pass through %s", name, mixing)
+            continue
         # A root channel (for a pixel shuffle: a block of its producer's channels) is a candidate
         # when every coupled producer has all of its channels for that root index masked.
         per_root: dict[int, bool] = {}
