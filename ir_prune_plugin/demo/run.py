@@ -11,29 +11,26 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import torch
 
-from ..data import DenoiseDataset
+from ..data import DenoiseDataset, SRDataset
 from ..loops import evaluate
 from ..macs import count_macs, count_params
-from .presets import DemoConfig
+from ..memory import estimate_peak_memory
+from ..studies.mosp_study import FULL, QUICK, MOSPStudyConfig, dense_unet, run_study
+from ..studies.sls_study import run_sls_study
 from ..workloads.figures import image_strip
 from ..workloads.pretrained import default_cache_dir, pretrained
+from .combined import combined_prune
+from .presets import DemoConfig
 from .render import render
-
-if TYPE_CHECKING:
-    from ..studies.mosp_study import MOSPStudyConfig
 
 log = logging.getLogger(__name__)
 MB = 2 ** 20
 
 
-def study_config(cfg: DemoConfig) -> "MOSPStudyConfig":
+def study_config(cfg: DemoConfig) -> MOSPStudyConfig:
     """The MOSP study settings of a demo config (its dense net is the demo's denoising net)."""
-    from ..studies.mosp_study import FULL, QUICK
-
     return replace(QUICK if cfg.preset == "quick" else FULL, width=cfg.width, sigma=cfg.sigma, patch=cfg.patch,
                    batch_size=cfg.batch_size, pretrain_steps=cfg.pretrain_steps,
                    finetune_steps=cfg.finetune_steps, compactor_finetune_steps=cfg.compactor_finetune_steps,
@@ -50,15 +47,11 @@ def denoise_task(cfg: DemoConfig) -> tuple[DenoiseDataset, DenoiseDataset]:
 
 def pretrained_unet(cfg: DemoConfig, cache_dir: Path, progress: bool = True) -> torch.nn.Module:
     """The demo's dense SID U-Net: shipped weights, cached, or trained now (see ``irprune pretrain``)."""
-    from ..studies.mosp_study import dense_unet
-
     return dense_unet(study_config(cfg), cache_dir, cfg.seed, progress)
 
 
 def dense_section(cfg: DemoConfig, out: Path, model: torch.nn.Module) -> dict:
     """The unpruned baseline: PSNR/SSIM against the noisy input, params, MACs, peak memory."""
-    from ..memory import estimate_peak_memory
-
     _, val = denoise_task(cfg)
     shape = (1, 3, *cfg.memory_size)
     noisy = evaluate(None, val)
@@ -82,8 +75,6 @@ def _clean(row: dict) -> dict:
 
 def mosp_section(cfg: DemoConfig, out: Path, cache: Path, progress: bool) -> tuple[dict, dict]:
     """MOSP (with/without compactors) vs global magnitude vs uniform width at equal peak memory."""
-    from ..studies.mosp_study import run_study
-
     res = run_study(study_config(cfg), out / "mosp", seed=cfg.seed, cache_dir=cache, progress=progress,
                     keep_models=True)
     dense_peak = res["dense_peak_mb"]
@@ -112,8 +103,6 @@ def mosp_section(cfg: DemoConfig, out: Path, cache: Path, progress: bool) -> tup
 
 def sls_section(cfg: DemoConfig, out: Path, cache: Path) -> tuple[dict, dict]:
     """SLS vs one-shot N:M, SR-STE and L1 filter pruning at equal MACs (x2 SR, EDSR)."""
-    from ..studies.sls_study import run_sls_study
-
     res = run_sls_study(out / "sls", quick=cfg.preset == "quick", seed=cfg.seed, cache_dir=cache,
                         keep_models=True)
     budget = res["config"]["budget"]
@@ -142,8 +131,6 @@ def sls_section(cfg: DemoConfig, out: Path, cache: Path) -> tuple[dict, dict]:
 
 def combined_row(cfg: DemoConfig, out: Path, dense: torch.nn.Module, progress: bool) -> dict:
     """MOSP to a memory budget then SLS to a MACs budget on the demo's U-Net (see combined.py)."""
-    from .combined import combined_prune
-
     train, val = denoise_task(cfg)
     row = combined_prune(dense, train, val, out, memory_budget=cfg.combined_memory_budget,
                          macs_budget=cfg.combined_macs_budget, M=cfg.combined_M, steps=cfg.finetune_steps,
@@ -231,8 +218,6 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, *, cache_dir: str | Path | No
     if cfg.run_sls:
         t = time.time()
         sls, models = sls_section(cfg, out, cache)
-        from ..data import SRDataset
-
         sr_val = SRDataset("val", scale=2, val_size=128)
         panels = [(name, models[name]) for name in ("dense", "sls", "sr-ste", "one-shot") if name in models]
         strip = image_strip(out / "sr_strip.png", sr_val[0], panels)

@@ -26,12 +26,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..channels.memory_baselines import estimate_peak, magnitude_prune_to_budget, uniform_width_to_budget
-from ..channels.compactor import insert_compactors
-from ..channels.mosp import MOSPOptions, MOSPPruner
-from ..loops import evaluate, fit
 from ..archs import build_arch
+from ..channels.compactor import insert_compactors
+from ..channels.memory_baselines import estimate_peak, magnitude_prune_to_budget, uniform_width_to_budget
+from ..channels.mosp import MOSPOptions, MOSPPruner
+from ..data import DenoiseDataset
+from ..loops import evaluate, fit
 from ..macs import count_macs, count_params
+from ..memory import measure_peak_memory
+from ..workloads.figures import tradeoff_plot
+from ..workloads.pretrained import default_cache_dir, pretrained
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +103,6 @@ def denoise_key(cfg: MOSPStudyConfig, seed: int, steps: int) -> dict[str, Any]:
 
 def _trained_unet(cfg: MOSPStudyConfig, width: float, steps: int, seed: int, cache_dir: Path,
                   progress: bool, desc: str, shipped: bool) -> nn.Module:
-    from ..workloads.pretrained import pretrained
-
     def train_fn(model: nn.Module) -> None:
         fit(model, _train_set(cfg, seed, steps), steps, lr=cfg.pretrain_lr, batch_size=cfg.batch_size,
             seed=seed, progress=progress, desc=desc, clip_grad_norm=cfg.grad_clip)
@@ -132,14 +134,12 @@ def uniform_unet(cfg: MOSPStudyConfig, budget: float, cache_dir: str | Path, see
 
 
 def _train_set(cfg: MOSPStudyConfig, seed: int, steps: int):
-    from ..data import DenoiseDataset
     return DenoiseDataset("train", sigma=cfg.sigma, patch=cfg.patch, seed=seed,
                           length=max(steps, 1) * cfg.batch_size)
 
 
 def _heldout_loss(cfg: MOSPStudyConfig, seed: int):
     """MOSP's ``evaluate``: L1 on a fixed batch of train-photo patches unseen in training (other seed)."""
-    from ..data import DenoiseDataset
     data = DenoiseDataset("train", sigma=cfg.sigma, patch=cfg.patch, seed=seed + 7919,
                           length=cfg.heldout_patches)
     lq = torch.stack([data[i]["lq"] for i in range(len(data))])
@@ -151,7 +151,6 @@ def _heldout_loss(cfg: MOSPStudyConfig, seed: int):
 
 
 def _measure(model: nn.Module, size: tuple[int, int]) -> int:
-    from ..memory import measure_peak_memory
     result = measure_peak_memory(model, torch.rand(1, 3, *size), mode="scheduled")
     return int(getattr(result, "peak_bytes", result))
 
@@ -166,14 +165,11 @@ def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache
     ``pretrain_seed`` (default ``seed``) trains the dense and uniform-width nets: several seeds can
     share one pretrained net while the pruning, finetuning and noise vary with ``seed``.
     """
-    from ..workloads.pretrained import default_cache_dir
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     t0 = time.time()
     torch.manual_seed(seed)
-    from ..data import DenoiseDataset
     val = DenoiseDataset("val", sigma=cfg.sigma, val_size=cfg.val_size, seed=seed)
     pseed = seed if pretrain_seed is None else pretrain_seed
     dense = dense_unet(cfg, cache, pseed, progress)
@@ -308,8 +304,6 @@ def _cfg_dict(cfg: MOSPStudyConfig) -> dict[str, Any]:
 
 
 def _plot(rows: list[dict], path: Path) -> Path:
-    from ..workloads.figures import tradeoff_plot
-
     return tradeoff_plot(path, rows, "peak_mb_est", "peak activation memory at 2048x1080 (MiB, estimate)",
                          "MOSP: PSNR at equal peak memory")
 
