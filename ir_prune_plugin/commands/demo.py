@@ -15,7 +15,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                         "and baselines at matched budgets, and write a report.")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true",
-                   help="tiny sizes, shipped tiny weights, for tests (a few minutes on 2 busy cores)")
+                   help="tiny sizes, shipped tiny weights, for tests (about 80 s on 2 lightly loaded cores)")
     g.add_argument("--full", action="store_true", help="longer, larger run")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default: runs/demo)")
     p.add_argument("--cache-dir", type=Path, default=None,

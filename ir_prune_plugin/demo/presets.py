@@ -1,5 +1,5 @@
-"""Demo presets: ``quick`` (tests; target < 90 s, measured 3-6 min on 2 loaded cores), default
-(target < 10 min on 2 cores) and ``full``."""
+"""Demo presets: ``quick`` (tests; 77 s measured at a load of 4 on 2 cores, 6 min at a load of 12),
+default (target < 10 min on 2 cores, not met at a load of 10) and ``full``."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
