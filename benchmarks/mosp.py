@@ -37,6 +37,7 @@ from torch.utils.data import Dataset
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from ir_prune_plugin.studies.mosp_study import FULL  # noqa: E402
+from ir_prune_plugin.workloads.figures import finish_figure  # noqa: E402
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
 _CHILD = r"""
@@ -264,12 +265,7 @@ def plot(summary: list[dict], path: Path) -> Path:
     ax.set_xlabel("peak activation memory at 2048x1080 (MiB, estimate)")
     ax.set_ylabel("PSNR, held-out photos (dB)")
     ax.set_title("MOSP vs baselines at equal peak memory (mean ± std over seeds)", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return finish_figure(fig, ax, path, legend_size=7)
 
 
 def markdown(summary: list[dict], columns: list[str], command: str, seeds: int) -> str:

@@ -36,6 +36,7 @@ from ..macs import total_macs
 from ..sparsity import FitOptions
 from ..sparsity.adaptive import AdaptiveRestorer, macs_per_pixel
 from ..tiling import TileOptions, tile_grid
+from ..workloads.figures import finish_figure
 from .sls_study import DEEP, StudyConfig, pretrained_edsr, prune_nm, score_model
 
 __all__ = ["SWEEP_METHODS", "BUDGETS", "ADAPTIVE_POINTS", "SweepConfig", "run_seed", "adaptive_curve", "summarize",
@@ -338,12 +339,7 @@ def _panels(path: str | Path, sets: list[str], draw, xlabel: str, title: str) ->
     for ax, n in zip(axes[0], sets):
         draw(ax, n)
         ax.set(xlabel=xlabel, ylabel=f"PSNR {n} (dB, Y)", title=f"{title} ({n})")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return finish_figure(fig, axes, path)
 
 
 def plot_sweep(summary: dict, path: str | Path) -> Path:

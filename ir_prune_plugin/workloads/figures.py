@@ -9,6 +9,21 @@ import torch
 from torch import nn
 
 
+def finish_figure(fig, axes, path: str | Path, *, legend_size: int | None = 8) -> Path:
+    """Grid (and legend) on every axis, tight layout, save ``path`` at 120 dpi, close the figure."""
+    import matplotlib.pyplot as plt  # matplotlib: heavy, only when a figure is drawn
+
+    for ax in np.atleast_1d(axes).ravel():
+        ax.grid(alpha=0.3)
+        if legend_size is not None:
+            ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().clamp(0, 1).squeeze(0).permute(1, 2, 0).cpu().numpy()
 
@@ -68,10 +83,4 @@ def tradeoff_plot(path: str | Path, rows: Sequence[dict], x: str, xlabel: str, t
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.ticklabel_format(axis="both", style="plain", useOffset=False)  # 20.38, not "+2.038e1"
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return finish_figure(fig, ax, path)
