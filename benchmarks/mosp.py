@@ -5,13 +5,16 @@ memory (RSS) / CPU latency of each model at 1x3x1080x2048.
     python benchmarks/mosp.py --out /tmp/mosp_bench [--seeds 0 1 2] [--budgets 0.5 0.43]
         [--compactor-ablation] [--data ../shared/data] [--crop 256] [--no-rss]
 
-Defaults are the default demo's net and steps (SID U-Net x0.625, its dense and uniform-width
-weights shipped in the package, trained with ``--pretrain-seed``); each seed re-runs the pruning,
-the finetuning, the held-out batch and the test noise. Writes ``<out>/seed<S>/`` (each seed's
-study), ``<out>/mosp_benchmark.json``, ``<out>/mosp_benchmark.md`` (mean +- std tables, then the
-per-seed paired margins: MOSP vs dense, vs the best uniform baseline, compactors on vs off) and
-``<out>/mosp_benchmark.png`` (PSNR vs peak memory, mean +- std). 0.43 is the tightest budget the
-x0.625 net reaches with every layer at >= 8 channels (``--min-channels``).
+Defaults are the default demo's net and steps (SID U-Net x0.625; seed 0's dense and uniform-width
+weights ship in the package). Seed S trains its own dense and uniform-width nets with seed S
+(init and batches), then re-runs the pruning, the finetuning, the held-out batch and the test
+noise with S; ``--pretrain-seed P`` shares one pretrained pair across the seeds instead (P=0: the
+shipped weights; then only pruning, finetuning and noise vary). Writes ``<out>/seed<S>/`` (each
+seed's study), ``<out>/mosp_benchmark.json``, ``<out>/mosp_benchmark.md`` (mean +- std tables,
+then the per-seed paired margins: MOSP vs dense, vs the best uniform baseline, compactors on vs
+off) and ``<out>/mosp_benchmark.png`` (PSNR vs peak memory, mean +- std). 0.43 is the tightest
+budget the x0.625 net reaches with every layer at >= 8 channels (``--min-channels``).
+``benchmarks/mosp_curves.py`` records the learning curves of the same dense / uniform-width nets.
 RSS/latency run each saved model in
 a fresh subprocess (``save_pruned``/``load_pruned``), so allocator state does not leak between
 models. Per forward, the resident set is sampled every 0.5 ms from /proc/self/statm; the reported
@@ -111,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-channels", type=int, default=FULL.min_channels,
                         help="every method keeps at least this many channels per layer")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--pretrain-seed", type=int, default=0,
-                        help="seed of the dense and uniform-width nets (0: the shipped weights)")
+    parser.add_argument("--pretrain-seed", type=int, default=None,
+                        help="one seed for every run's dense and uniform-width nets (0: the shipped "
+                             "weights); default: each seed trains its own (seed S trains them with seed S)")
     parser.add_argument("--compactor-ablation", action="store_true",
                         help="also prune compactors straight after insertion (no finetune before pruning)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -158,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     extra_cols = sorted({k for r in runs[0]["rows"] for k in r if k.startswith("psnr_")})
     summary = aggregate(runs, ["psnr", *extra_cols])
     report = {"command": " ".join(["python benchmarks/mosp.py", *(argv or sys.argv[1:])]),
-              "seeds": args.seeds, "pretrain_seed": args.pretrain_seed, "config": runs[0]["config"],
+              "seeds": args.seeds,
+              "pretrain_seeds": [r.get("pretrain_seed") for r in runs], "config": runs[0]["config"],
               "summary": summary, "margins": margins(runs, ["psnr", *extra_cols]), "runs": runs,
               "benchmark_seconds": round(time.time() - t0, 1)}
     (args.out / "mosp_benchmark.json").write_text(json.dumps(report, indent=2, default=str))

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from ir_prune_plugin.studies.mosp_study import run_mosp_study
 from ir_prune_plugin.workloads.shipped import read_manifest
@@ -40,3 +41,19 @@ def test_quick_study_rows_meet_the_budget(tmp_path):
     assert [r["method"] for r in saved["rows"]] == [r["method"] for r in rows]
     shipped = [e for e in read_manifest().values() if e["preset"] == "quick" and e["role"] == "dense"]
     assert dense["psnr"] == pytest.approx(shipped[0]["psnr"], abs=0.01), "the shipped quick weights were used"
+
+
+def test_training_hook_sees_every_step_of_a_fresh_training_only(tmp_path):
+    from dataclasses import replace
+
+    from ir_prune_plugin.studies.mosp_study import QUICK, dense_unet
+
+    cfg = replace(QUICK, pretrain_steps=3)
+    seen = []
+    model = dense_unet(cfg, tmp_path, seed=4, progress=False, shipped=False,
+                       after_step=lambda m, i: seen.append((m, i)))
+    assert [i for _, i in seen] == [0, 1, 2] and all(m is model for m, _ in seen)
+    seen.clear()   # the second call loads the cached weights: nothing trains, the hook never runs
+    again = dense_unet(cfg, tmp_path, seed=4, progress=False, shipped=False, after_step=lambda m, i: seen.append(i))
+    assert seen == [] and all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                                  again.state_dict().values()))

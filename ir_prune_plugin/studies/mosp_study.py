@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -101,11 +101,15 @@ def denoise_key(cfg: MOSPStudyConfig, seed: int, steps: int) -> dict[str, Any]:
             **({"clip": cfg.grad_clip} if cfg.grad_clip is not None else {})}
 
 
+AfterStep = Callable[[nn.Module, int], None]
+
+
 def _trained_unet(cfg: MOSPStudyConfig, width: float, steps: int, seed: int, cache_dir: Path,
-                  progress: bool, desc: str, shipped: bool) -> nn.Module:
+                  progress: bool, desc: str, shipped: bool, after_step: AfterStep | None = None) -> nn.Module:
     def train_fn(model: nn.Module) -> None:
+        hook = None if after_step is None else (lambda i: after_step(model, i))
         fit(model, _train_set(cfg, seed, steps), steps, lr=cfg.pretrain_lr, batch_size=cfg.batch_size,
-            seed=seed, progress=progress, desc=desc, clip_grad_norm=cfg.grad_clip)
+            seed=seed, progress=progress, desc=desc, clip_grad_norm=cfg.grad_clip, after_step=hook)
 
     torch.manual_seed(seed)   # the initial weights (built inside ``pretrained``) depend on the seed only
     return pretrained({"type": "sid_unet", "width": width}, train_fn, cache_dir, denoise_key(cfg, seed, steps),
@@ -113,23 +117,26 @@ def _trained_unet(cfg: MOSPStudyConfig, width: float, steps: int, seed: int, cac
 
 
 def dense_unet(cfg: MOSPStudyConfig, cache_dir: str | Path, seed: int = 0, progress: bool = True, *,
-               shipped: bool = True) -> nn.Module:
+               shipped: bool = True, after_step: AfterStep | None = None) -> nn.Module:
     """The study's dense SID U-Net, trained ``cfg.pretrain_steps`` (shipped, cached or trained now;
-    ``shipped=False`` ignores the weights shipped in the package)."""
+    ``shipped=False`` ignores the weights shipped in the package). ``after_step(model, i)`` runs
+    after each training step when the net is trained now (learning curves)."""
     return _trained_unet(cfg, cfg.width, cfg.pretrain_steps, seed, Path(cache_dir), progress, "pretrain U-Net",
-                         shipped)
+                         shipped, after_step)
 
 
 def uniform_unet(cfg: MOSPStudyConfig, budget: float, cache_dir: str | Path, seed: int = 0,
-                 progress: bool = True, *, shipped: bool = True) -> tuple[nn.Module, float]:
+                 progress: bool = True, *, shipped: bool = True,
+                 after_step: AfterStep | None = None) -> tuple[nn.Module, float]:
     """The widest uniformly narrower U-Net within ``budget`` of the dense peak, trained from scratch
-    for the dense net's pretraining plus finetuning steps; returns it and its width factor."""
+    for the dense net's pretraining plus finetuning steps; returns it and its width factor.
+    ``after_step`` as in :func:`dense_unet`."""
     dense_peak = estimate_peak(build_arch("sid_unet", width=cfg.width), (1, 3, *cfg.memory_size))
     uni = uniform_width_to_budget({"type": "sid_unet", "width": cfg.width}, int(budget * dense_peak),
                                   (1, 3, *cfg.memory_size))
     width = float(uni.model.width)
     model = _trained_unet(cfg, width, cfg.pretrain_steps + cfg.finetune_steps, seed, Path(cache_dir), progress,
-                          f"train uniform x{width:.3f}", shipped)
+                          f"train uniform x{width:.3f}", shipped, after_step)
     return model, uni.knob
 
 

@@ -1,0 +1,122 @@
+"""Learning curves of the MOSP benchmark's nets: held-out PSNR every ``--every`` training steps.
+
+Trains the benchmark's dense SID U-Net (x0.625) or its uniform-width baseline at a budget exactly
+as ``benchmarks/mosp.py`` does (same data, seed, rate, cosine schedule, gradient clip; only the
+step count may differ) and scores the held-out photos of that seed along the way, then CBSD68 /
+Kodak24 at the end. A run is ``KIND:BUDGET:STEPS:SEED`` (KIND ``dense`` or ``uniform``; BUDGET is
+ignored for dense): ``uniform:0.5:1500:1`` is the 50 % uniform-width net of benchmark seed 1.
+The trained weights go to ``--cache-dir`` under the benchmark's own key, so a later
+``benchmarks/mosp.py --cache-dir`` run reuses them (the shipped weights are never used here:
+seed 0 retrains them, a check that they reproduce).
+
+    python benchmarks/mosp_curves.py --out DIR --cache-dir C --runs uniform:0.5:1500:1 dense::1200:0
+        [--every 150] [--limit 12 --crop 192] [--threads 1]
+
+Writes ``<out>/<KIND>_<BUDGET>_<STEPS>_s<SEED>.json`` per run and ``<out>/curves.md`` (every run's
+curve so far) after each run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mosp import DEFAULT_DATA, FolderDenoise  # noqa: E402
+
+from ir_prune_plugin.data import DenoiseDataset  # noqa: E402
+from ir_prune_plugin.loops import evaluate  # noqa: E402
+from ir_prune_plugin.studies.mosp_study import FULL, dense_unet, uniform_unet  # noqa: E402
+
+
+def parse_run(text: str) -> dict:
+    """``KIND:BUDGET:STEPS:SEED`` -> dict (ValueError naming the bad part)."""
+    parts = text.split(":")
+    if len(parts) != 4 or parts[0] not in ("dense", "uniform"):
+        raise ValueError(f"run {text!r}: expected KIND:BUDGET:STEPS:SEED with KIND dense or uniform")
+    kind, budget, steps, seed = parts
+    if kind == "uniform" and not budget:
+        raise ValueError(f"run {text!r}: a uniform run needs a budget, e.g. uniform:0.5:1500:0")
+    return {"kind": kind, "budget": float(budget) if budget else None, "steps": int(steps), "seed": int(seed)}
+
+
+def run_curve(run: dict, cache_dir: Path, every: int, extra: dict) -> dict:
+    """Train one net as the benchmark does, scoring the seed's held-out photos every ``every`` steps."""
+    seed, steps = run["seed"], run["steps"]
+    val = DenoiseDataset("val", sigma=FULL.sigma, val_size=FULL.val_size, seed=seed)
+    curve: list[tuple[int, float]] = []
+    t0 = time.time()
+
+    def after_step(model: torch.nn.Module, i: int) -> None:
+        if (i + 1) % every == 0 or i + 1 == steps:
+            with torch.no_grad():
+                curve.append((i + 1, round(evaluate(model, val)["psnr"], 3)))
+            model.train()
+            logging.info("%s step %d: %.2f dB", run["kind"], i + 1, curve[-1][1])
+
+    if run["kind"] == "dense":
+        model = dense_unet(replace(FULL, pretrain_steps=steps), cache_dir, seed, shipped=False,
+                           after_step=after_step)
+        width = FULL.width
+    else:
+        cfg = replace(FULL, pretrain_steps=steps - FULL.finetune_steps)
+        model, knob = uniform_unet(cfg, run["budget"], cache_dir, seed, shipped=False, after_step=after_step)
+        width = FULL.width * knob
+    if not curve:
+        logging.warning("%s: weights already in %s, no curve recorded", run, cache_dir)
+    final = {"psnr": evaluate(model, val)["psnr"],
+             **{f"psnr_{k}": evaluate(model, d)["psnr"] for k, d in extra.items()}}
+    return {**run, "width": width, "params": sum(p.numel() for p in model.parameters()),
+            "curve": curve, "final": final, "seconds": round(time.time() - t0, 1)}
+
+
+def curves_markdown(results: list[dict]) -> str:
+    """One row per run: its held-out PSNR at each recorded step, then the final test-set scores."""
+    lines = ["| net | budget | seed | steps | params | held-out PSNR along training (step: dB) | "
+             "final held-out | CBSD68 | Kodak24 |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        pts = ", ".join(f"{s}: {p:.2f}" for s, p in r["curve"]) or "(cached)"
+        f = r["final"]
+        lines.append(f"| {r['kind']} x{r['width']:.3f} | {r['budget'] or '-'} | {r['seed']} | {r['steps']} | "
+                     f"{r['params']:,} | {pts} | {f['psnr']:.2f} | {f.get('psnr_CBSD68', float('nan')):.2f} | "
+                     f"{f.get('psnr_Kodak24', float('nan')):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--cache-dir", required=True, type=Path)
+    parser.add_argument("--runs", required=True, nargs="+", type=parse_run)
+    parser.add_argument("--every", type=int, default=150)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--crop", type=int, default=256)
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    extra = {name: FolderDenoise(args.data / name, FULL.sigma, args.crop, args.limit)
+             for name in ("CBSD68", "Kodak24") if (args.data / name).is_dir()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for run in args.runs:
+        result = run_curve(run, args.cache_dir, args.every, extra)
+        name = f"{run['kind']}_{run['budget'] or ''}_{run['steps']}_s{run['seed']}.json"
+        (args.out / name).write_text(json.dumps(result, indent=2))
+        results.append(result)
+        (args.out / "curves.md").write_text(curves_markdown(results))
+    print(curves_markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
