@@ -18,7 +18,7 @@ from torch import nn
 
 __all__ = [
     "CHANNEL_PRUNABLE_TYPES", "Compactor", "MIB", "NM_PRUNABLE_TYPES", "PLAN_ATTR", "SITES_ATTR",
-    "SPEC_ATTR", "as_tuple", "format_bytes", "format_hw", "is_nm_prunable", "out_channels", "pad_to_multiple",
+    "SPEC_ATTR", "TokenCompactor", "as_tuple", "channel_dim", "format_bytes", "format_hw", "is_nm_prunable", "out_channels", "pad_to_multiple",
     "parse_hw",
 ]
 
@@ -59,6 +59,16 @@ class Compactor(nn.Module):
         return f"{self.in_channels} -> {self.out_channels}"
 
 
+class TokenCompactor(Compactor):
+    """A :class:`Compactor` on a channels-last token tensor ``(B, L, C)`` (Uformer's skips): the
+    same identity weight, applied to the last dimension (``F.linear``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # with a (zero, constant) bias ``linear`` runs as ``addmm``: graph tools then read it as a
+        # Linear on tokens, not as a product of two activations (``mm``) that mixes channels
+        return F.linear(x, self.weight.flatten(1), self.weight.new_zeros(self.out_channels))
+
+
 #: layers whose output channels channel pruning (MOSP, the memory model) can shrink
 CHANNEL_PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (
     nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
@@ -70,6 +80,11 @@ NM_PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.ConvTranspose2d,
 def is_nm_prunable(module: nn.Module) -> bool:
     """True for the layer types whose weight carries an N:M reduction axis."""
     return isinstance(module, NM_PRUNABLE_TYPES)
+
+
+def channel_dim(module: nn.Module) -> int:
+    """The dimension of a prunable layer's output that holds its channels (features)."""
+    return -1 if isinstance(module, (nn.Linear, TokenCompactor)) else 1
 
 
 def out_channels(module: nn.Module) -> int:

@@ -35,11 +35,9 @@ ARCHS = sorted(NETS)
 REFUSALS: dict[tuple[str, str], str] = {
     # item assignment on a traced shape (img_mask[:, h, w, :] = cnt) in HAT's own forward
     ("hat", "compactors"): "cannot capture the graph of HAT",
-    # no 4-D long skip: MSRResNet's and PLKSR's global skips come from the (upsampled) input,
-    # Uformer's skips are (B, L, C) tokens (a token-layout compactor is not implemented)
+    # no long skip: MSRResNet's and PLKSR's global skips come from the (upsampled) input
     ("msrresnet", "compactors"): "no long skip found",
     ("plksr", "compactors"): "no long skip found",
-    ("uformer", "compactors"): "no long skip found",
     # the peak is held by channels that cannot be cut: attention q/k/v and residual streams (HAT, Uformer),
     # the fixed-size split of the large-kernel conv and the repeated input (PLKSR), the
     # illumination-guided attention (RetinexFormer)
@@ -47,6 +45,8 @@ REFUSALS: dict[tuple[str, str], str] = {
     ("scunet", "mosp"): "cannot be reached",   # + the fixed-size split of its conv/transformer halves
     ("plksr", "mosp"): "cannot be reached",
     ("retinexformer", "mosp"): "cannot be reached",
+    ("restormer", "mosp"): "cannot be reached",   # transposed (channel) attention: q/k/v, scores
+    ("ditn", "mosp"): "cannot be reached",
     ("uformer", "mosp"): "cannot be reached|below the reachable minimum",
 }
 SLOW_ARCHS = {"scunet", "uformer"}

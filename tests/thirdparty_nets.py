@@ -20,6 +20,15 @@ def _spandrel(arch: str, module: str, cls: str, **kw: Any) -> Callable[[], nn.Mo
     return build
 
 
+def _extra(arch: str, module: str, cls: str, **kw: Any) -> Callable[[], nn.Module]:
+    """A net from ``spandrel_extra_arches`` (the non-commercial-licence archs spandrel splits off)."""
+    def build() -> nn.Module:
+        m = importlib.import_module(f"spandrel_extra_arches.architectures.{arch}.__arch.{module}")
+        return getattr(m, cls)(**kw)
+    build.init_kwargs = kw  # type: ignore[attr-defined]
+    return build
+
+
 def _basicsr(module: str, cls: str, **kw: Any) -> Callable[[], nn.Module]:
     def build() -> nn.Module:
         from ir_prune_plugin.compat import apply_basicsr_shims
@@ -60,6 +69,10 @@ NETS: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int, int]]] = {
                                 num_blocks=[1, 1, 1]), (1, 3, 32, 32)),
     "plksr": (_spandrel("PLKSR", "PLKSR", "PLKSR", dim=16, n_blocks=2, upscaling_factor=2, kernel_size=7),
               (1, 3, 16, 16)),
+    "restormer": (_extra("Restormer", "restormer_arch", "Restormer", dim=8, num_blocks=[1, 1, 1, 1],
+                         num_refinement_blocks=1, heads=[1, 1, 2, 2], ffn_expansion_factor=2.0), (1, 3, 16, 16)),
+    "ditn": (_spandrel("DITN", "DITN_Real", "DITN_Real", dim=12, ITL_blocks=1, SAL_blocks=1, UFONE_blocks=1,
+                       patch_size=4, upscale=2), (1, 3, 16, 16)),
 }
 
 

@@ -1,5 +1,6 @@
-"""Inserting MOSP compactors (:class:`~ir_prune_plugin.vocabulary.Compactor`, identity 1x1 convs) on
-skip connections by rewriting a torch.fx graph, and replaying recorded sites on a fresh build."""
+"""Inserting MOSP compactors (:class:`~ir_prune_plugin.vocabulary.Compactor`, identity 1x1 convs;
+:class:`~ir_prune_plugin.vocabulary.TokenCompactor` on ``(B, L, C)`` token skips) on skip
+connections by rewriting a torch.fx graph, and replaying recorded sites on a fresh build."""
 from __future__ import annotations
 
 import copy
@@ -15,7 +16,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from ..inputs import check_example_inputs
 from ..archs.user_class import INIT_KWARGS_ATTR, SOURCE_CLASS_ATTR, read_init_kwargs
-from ..vocabulary import SITES_ATTR, Compactor, as_tuple, pad_to_multiple
+from ..vocabulary import SITES_ATTR, Compactor, TokenCompactor, as_tuple, pad_to_multiple
 from .capture import trace_repairing
 
 __all__ = ["CompactorGraphModule", "SkipSite", "find_skip_connections", "insert_compactors", "replay_compactors"]
@@ -42,7 +43,10 @@ class SkipSite:
     """A skip connection in a traced graph: ``source`` (fx node name) feeds ``target`` (a
     concat or add), ``distance`` nodes later in execution order; ``channels`` of the tensor.
     ``rescaled``: the main branch changes spatial size in between (a U-Net skip);
-    ``top_level``: the merge is written in the model's own ``forward`` (a global residual)."""
+    ``top_level``: the merge is written in the model's own ``forward`` (a global residual);
+    ``layout``: ``'channels'`` for ``(N, C, H, W)`` tensors, ``'tokens'`` for ``(B, L, C)``
+    token tensors concatenated on their last dimension (Uformer's skips; a
+    :class:`~ir_prune_plugin.vocabulary.TokenCompactor` goes there)."""
 
     source: str
     target: str
@@ -51,6 +55,7 @@ class SkipSite:
     channels: int
     rescaled: bool = False
     top_level: bool = False
+    layout: str = "channels"
 
     def is_long(self, min_distance: int) -> bool:
         """Long skip: spans ``min_distance`` nodes and a resolution change or the whole model."""
@@ -93,10 +98,38 @@ def _merge_kind(node: fx.Node) -> str | None:
     return None
 
 
+def _shape(node: fx.Node) -> tuple[int, ...] | None:
+    shape = getattr(node.meta.get("tensor_meta"), "shape", None)
+    return tuple(shape) if shape is not None else None
+
+
 def _spatial(node: fx.Node) -> tuple[int, ...] | None:
-    meta = node.meta.get("tensor_meta")
-    shape = getattr(meta, "shape", None)
-    return tuple(shape[2:]) if shape is not None and len(shape) == 4 else None
+    shape = _shape(node)
+    return shape[2:] if shape is not None and len(shape) == 4 else None
+
+
+def _is_token_concat(node: fx.Node) -> bool:
+    """A concat of ``(B, L, C)`` tokens on the channel (last) dimension."""
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+    shape = _shape(node)
+    return shape is not None and len(shape) == 3 and dim in (-1, 2)
+
+
+def _site(n: fx.Node, u: fx.Node, between: list[fx.Node], distance: int) -> SkipSite | None:
+    """The skip ``n -> u`` if ``u`` merges it: 4-D feature maps into a concat/add, or token
+    tensors into a channel concat (token adds are the residuals inside transformer blocks)."""
+    kind, shape, top = _merge_kind(u), _shape(n), not u.meta.get("nn_module_stack")
+    if kind is None or shape is None:
+        return None
+    if len(shape) == 4:
+        rescaled = any(_spatial(b) not in (None, shape[2:]) for b in between)
+        return SkipSite(n.name, u.name, kind, distance, int(shape[1]), rescaled, top)
+    if len(shape) == 3 and kind == "concat" and _is_token_concat(u):
+        # rescaled: a token tensor of the same batch holds another number of tokens in between
+        rescaled = any(len(b) == 3 and b[0] == shape[0] and b[1] != shape[1]
+                       for b in (_shape(x) for x in between) if b is not None)
+        return SkipSite(n.name, u.name, kind, distance, int(shape[2]), rescaled, top, "tokens")
+    return None
 
 
 def _find_sites(graph: fx.Graph) -> list[SkipSite]:
@@ -104,17 +137,12 @@ def _find_sites(graph: fx.Graph) -> list[SkipSite]:
     order = {n: i for i, n in enumerate(nodes)}
     sites = []
     for n in nodes:
-        if n.op in ("placeholder", "get_attr", "output") or len(n.users) < 2 or _spatial(n) is None:
+        if n.op in ("placeholder", "get_attr", "output") or len(n.users) < 2:
             continue
-        channels = int(n.meta["tensor_meta"].shape[1])
         for u in n.users:
-            kind = _merge_kind(u)
-            if kind is None:
-                continue
-            between = nodes[order[n] + 1:order[u]]
-            rescaled = any(_spatial(b) not in (None, _spatial(n)) for b in between)
-            top = not u.meta.get("nn_module_stack")
-            sites.append(SkipSite(n.name, u.name, kind, order[u] - order[n], channels, rescaled, top))
+            site = _site(n, u, nodes[order[n] + 1:order[u]], order[u] - order[n])
+            if site is not None:
+                sites.append(site)
     return sites
 
 
@@ -168,7 +196,8 @@ def _rewrite(model: nn.Module, graph: fx.Graph, sites: Sequence[SkipSite]) -> Co
             raise ValueError(f"skip site {s.key} does not exist in the traced graph of "
                              f"{type(model).__name__}")
         name = s.source if sources.count(s.source) == 1 else f"{s.source}_{s.target}"
-        compactors.add_module(name, Compactor(s.channels).to(**like))
+        layer = TokenCompactor if s.layout == "tokens" else Compactor
+        compactors.add_module(name, layer(s.channels).to(**like))
         src, dst = nodes[s.source], nodes[s.target]
         with graph.inserting_after(_after_inplace_users(model, graph, src, dst)):
             comp = graph.call_module(f"compactors.{name}", (src,))
@@ -243,9 +272,13 @@ def replay_compactors(model: nn.Module, sites: Sequence[Mapping[str, Any]], *,
         return model
     try:
         parsed = [SkipSite(**{k: s[k] for k in ("source", "target", "kind", "distance", "channels")},
-                           rescaled=bool(s.get("rescaled")), top_level=bool(s.get("top_level")))
+                           rescaled=bool(s.get("rescaled")), top_level=bool(s.get("top_level")),
+                           layout=str(s.get("layout", "channels")))
                   for s in sites]
     except (KeyError, TypeError) as exc:
         raise ValueError(f"malformed compactor sites {list(sites)!r}: {exc}") from exc
+    bad = [s.layout for s in parsed if s.layout not in ("channels", "tokens")]
+    if bad:
+        raise ValueError(f"malformed compactor sites: layout must be 'channels' or 'tokens', got {bad}")
     work = copy.deepcopy(model)
     return _rewrite(work, _trace(work, leaf_functions), parsed)

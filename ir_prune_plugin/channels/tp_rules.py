@@ -18,7 +18,7 @@ from torch_pruning import _helpers
 from torch_pruning.dependency import index_mapping as _tp_index_mapping
 from torch_pruning.dependency import shape_infer as _tp_shape_infer
 
-from ..vocabulary import CHANNEL_PRUNABLE_TYPES, Compactor
+from ..vocabulary import CHANNEL_PRUNABLE_TYPES, Compactor, TokenCompactor
 from .rules import apply_graph_rules, apply_post_rules
 
 __all__ = ["CompactorMagnitudeImportance", "CompactorPruner", "PixelShufflePruner", "ROOT_MODULE_TYPES",
@@ -101,19 +101,33 @@ class _BlockIndexMapping:
         return [_helpers._HybridIndex(idx=c, root_idx=r) for c, r in seen.items()]
 
 
+def learn_pixel_shuffle_channels(graph: tp.DependencyGraph) -> None:
+    """Record each PixelShuffle's output channels (from its producer) in our pruner. Runs before
+    Torch-Pruning's own index mappings: a concat after a shuffle (Restormer's decoder) needs
+    them for its offsets, else every input of the concat gets all of its indices."""
+    pruner = graph.CUSTOMIZED_PRUNERS.get(nn.PixelShuffle)
+    if not isinstance(pruner, PixelShufflePruner):
+        return  # not our graph: leave Torch-Pruning's behaviour alone
+    for module, node in graph.module2node.items():
+        if isinstance(module, nn.PixelShuffle):
+            block = module.upscale_factor ** 2
+            for in_node in node.inputs:
+                cin = _tp_shape_infer.infer_out_channels_recursively(graph, in_node, [0])
+                if cin is not None and cin % block == 0:
+                    pruner._channels[module] = cin // block
+
+
 def update_pixel_shuffle_mappings(graph: tp.DependencyGraph) -> None:
     """Set block index mappings on the edges between each PixelShuffle and its producer."""
     pruner = graph.CUSTOMIZED_PRUNERS.get(nn.PixelShuffle)
     if not isinstance(pruner, PixelShufflePruner):
         return  # not our graph: leave Torch-Pruning's behaviour alone
+    learn_pixel_shuffle_channels(graph)
     for module, node in graph.module2node.items():
         if not isinstance(module, nn.PixelShuffle):
             continue
         block = module.upscale_factor ** 2
         for in_node in node.inputs:
-            cin = _tp_shape_infer.infer_out_channels_recursively(graph, in_node, [0])
-            if cin is not None and cin % block == 0:
-                pruner._channels[module] = cin // block
             for dep in node.dependencies:
                 if dep.target is in_node:
                     dep.index_mapping[0] = _BlockIndexMapping(block, expand=True)
@@ -133,6 +147,7 @@ def install_index_mapping_rule() -> None:
         ours = isinstance(graph.CUSTOMIZED_PRUNERS.get(nn.PixelShuffle), PixelShufflePruner)
         if ours:
             apply_graph_rules(graph)
+            learn_pixel_shuffle_channels(graph)
         current(graph)
         if ours:
             apply_post_rules(graph)
@@ -193,7 +208,8 @@ class CompactorMagnitudeImportance(tp.importance.GroupMagnitudeImportance):
 # --------------------------------------------------------------------------- registration
 def customized_pruners() -> dict[type, tp.pruner.BasePruningFunc]:
     """Fresh instances of our layer rules, keyed by module type (per graph, never global)."""
-    return {Compactor: CompactorPruner(), nn.PixelShuffle: PixelShufflePruner()}
+    compactor = CompactorPruner()   # Torch-Pruning matches the exact type: the token subclass too
+    return {Compactor: compactor, TokenCompactor: compactor, nn.PixelShuffle: PixelShufflePruner()}
 
 
 #: the layers whose output channels root a Torch-Pruning group in our graphs: the channel-prunable

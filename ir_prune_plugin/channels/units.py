@@ -17,6 +17,7 @@ from torch import nn
 
 from torch_pruning import ops
 
+from ..vocabulary import channel_dim
 from .deadline import time_limit
 from .rules.mixing import mixing_ops
 from .safety import prune_group_checked, reference_shapes
@@ -94,7 +95,7 @@ class UnitGraph:
                 if not self.dg.is_out_channel_pruning_fn(dep.handler) or not isinstance(module, nn.Module) \
                         or not len(dep_idxs):
                     continue
-                dim = -1 if isinstance(module, nn.Linear) else 1
+                dim = channel_dim(module)
                 index = torch.as_tensor(sorted(set(dep_idxs)), dtype=torch.long)
                 handles.append(module.register_forward_hook(_zeroer(index, dim)))
             yield

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from .feature_dim import restore_channel_mappings
 from .inplace import disable_inplace
 from .mixing import stop_at_mixing_ops
 from .reparam import fuse_reparam
@@ -20,7 +21,7 @@ from .split import couple_equal_chunks, refresh_split_offsets
 __all__ = ["GRAPH_RULES", "POST_RULES", "apply_graph_rules", "apply_post_rules", "prepare_model"]
 
 #: rules run before Torch-Pruning's own index-mapping update, in order
-GRAPH_RULES: tuple[Callable[[Any], None], ...] = (refresh_split_offsets,)
+GRAPH_RULES: tuple[Callable[[Any], None], ...] = (restore_channel_mappings, refresh_split_offsets)
 #: rules run after it (they refine the mappings it sets)
 POST_RULES: tuple[Callable[[Any], None], ...] = (couple_equal_chunks, stop_at_mixing_ops)
 
