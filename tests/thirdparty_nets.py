@@ -71,6 +71,8 @@ NETS: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int, int]]] = {
               (1, 3, 16, 16)),
     "restormer": (_extra("Restormer", "restormer_arch", "Restormer", dim=8, num_blocks=[1, 1, 1, 1],
                          num_refinement_blocks=1, heads=[1, 1, 2, 2], ffn_expansion_factor=2.0), (1, 3, 16, 16)),
+    "omnisr": (_spandrel("OmniSR", "OmniSR", "OmniSR", num_feat=16, block_num=1, window_size=4, res_num=1,
+                         up_scale=2), (1, 3, 16, 16)),
     "ditn": (_spandrel("DITN", "DITN_Real", "DITN_Real", dim=12, ITL_blocks=1, SAL_blocks=1, UFONE_blocks=1,
                        patch_size=4, upscale=2), (1, 3, 16, 16)),
 }

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from .expand import drop_non_repeat_expand_mappings
 from .feature_dim import restore_channel_mappings
 from .inplace import disable_inplace
 from .mixing import stop_at_mixing_ops
@@ -23,7 +24,8 @@ __all__ = ["GRAPH_RULES", "POST_RULES", "apply_graph_rules", "apply_post_rules",
 #: rules run before Torch-Pruning's own index-mapping update, in order
 GRAPH_RULES: tuple[Callable[[Any], None], ...] = (restore_channel_mappings, refresh_split_offsets)
 #: rules run after it (they refine the mappings it sets)
-POST_RULES: tuple[Callable[[Any], None], ...] = (couple_equal_chunks, stop_at_mixing_ops)
+POST_RULES: tuple[Callable[[Any], None], ...] = (drop_non_repeat_expand_mappings, couple_equal_chunks,
+                                                  stop_at_mixing_ops)
 
 
 def apply_graph_rules(graph: Any) -> None:
