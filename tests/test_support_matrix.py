@@ -38,7 +38,7 @@ REFUSALS: dict[tuple[str, str], str] = {
     # no long skip: MSRResNet's and PLKSR's global skips come from the (upsampled) input
     ("msrresnet", "compactors"): "no long skip found",
     ("plksr", "compactors"): "no long skip found",
-    # the peak is held by channels that cannot be cut: attention q/k/v and residual streams (HAT, Uformer),
+    # the peak is held by channels that cannot be cut: attention scores, q/k/v and residual streams (HAT),
     # the fixed-size split of the large-kernel conv and the repeated input (PLKSR), the
     # illumination-guided attention (RetinexFormer)
     ("hat", "mosp"): "cannot be reached",
@@ -48,7 +48,6 @@ REFUSALS: dict[tuple[str, str], str] = {
     ("restormer", "mosp"): "cannot be reached",   # transposed (channel) attention: q/k/v, scores
     ("ditn", "mosp"): "cannot be reached",
     ("omnisr", "mosp"): "cannot be reached",
-    ("uformer", "mosp"): "cannot be reached|below the reachable minimum",
 }
 # The full matrix runs with the slow tests; the fast run keeps every column on several nets.
 #: the largest nets: every cell slow, except the drop-in cells that guard a Torch-Pruning rule

@@ -109,9 +109,18 @@ def group_costs(profile: Any, graph: UnitGraph) -> list[GroupCost]:
     """Express each profile group in unit widths (layers outside any unit count as fixed).
 
     A unit channel costs ``sum(bpc[layer] * multiplicity[layer])`` over the unit's layers in the
-    group (multiplicity ``r*r`` for a conv feeding a PixelShuffle, else 1).
+    group (multiplicity ``r*r`` for a conv feeding a PixelShuffle, else 1). A layer that holds
+    only part of the unit's channels (multiplicity 0: one side of a concat, one chunk) is priced
+    pro rata, ``bpc * its channels / unit width`` per unit channel (rounded down, the remainder
+    fixed): exact at the current widths, an estimate of the slope that the profile re-taken at
+    the end corrects.
     """
-    owner = {layer: (u.root, mult) for u in graph.units.values() for layer, mult in u.out_layers.items()}
+    owner: dict[str, tuple[str, int]] = {}
+    for u in graph.units.values():   # a layer in several groups is priced by the one it cuts whole
+        for layer, mult in u.out_layers.items():
+            if layer not in owner or mult and not owner[layer][1]:
+                owner[layer] = (u.root, mult)
+    widths = graph.widths()
     costs = []
     for g in profile.groups:
         per_unit: dict[str, int] = {}
@@ -120,8 +129,9 @@ def group_costs(profile: Any, graph: UnitGraph) -> list[GroupCost]:
             if layer not in owner or bpc == 0:
                 continue
             root, mult = owner[layer]
-            per_unit[root] = per_unit.get(root, 0) + int(bpc) * mult
-            fixed -= int(bpc) * int(channels)
+            share = int(bpc) * mult if mult else int(bpc) * int(channels) // max(widths[root], 1)
+            per_unit[root] = per_unit.get(root, 0) + share
+            fixed -= share * widths[root] if not mult else int(bpc) * int(channels)
         costs.append(GroupCost(int(g.step), tuple(g.layers), fixed, per_unit))
     return costs
 
@@ -333,6 +343,11 @@ class MOSPPruner:
                 log.warning("MOSP: linear group model said %d bytes but the profile says %d; re-profiling",
                             worst_bytes, profile.peak_bytes)
                 costs = group_costs(profile, graph)
+                if max(c.bytes(widths) for c in costs) <= self.budget_bytes:   # would loop forever
+                    raise RuntimeError(
+                        f"MOSP's group model of {type(model).__name__} disagrees with its memory profile "
+                        f"({format_bytes(profile.peak_bytes)} measured at step {profile.peak_step}, over the "
+                        f"budget {format_bytes(self.budget_bytes)}, but no group is priced over it)")
                 continue
             if outer >= opts.max_outer_steps:
                 raise RuntimeError(f"MOSP stopped after max_outer_steps={opts.max_outer_steps} outer steps at "
@@ -405,12 +420,15 @@ def _with_compactors(model: nn.Module, example_inputs: Any) -> nn.Module:
     if getattr(model, SITES_ATTR, None):   # already adapted (e.g. a saved MOSP model): keep them
         return copy.deepcopy(model)
     try:
-        return insert_compactors(model, example_inputs)
+        work = insert_compactors(model, example_inputs)
     except ValueError as exc:
         if "cannot capture the graph" not in str(exc):
             raise
         log.warning("MOSP: no compactors inserted (%s); pruning without them", exc)
         return copy.deepcopy(model)
+    # No site selected: keep the user's own module, not the fx rewrite, whose leaf blocks export
+    # without their inner module paths (the memory model then could not price their layers).
+    return work if getattr(work, SITES_ATTR, None) else copy.deepcopy(model)
 
 
 def check_finetuned(model: nn.Module, returned: Any) -> nn.Module:

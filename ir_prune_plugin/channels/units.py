@@ -9,7 +9,7 @@ how many channels each unit loses; Torch-Pruning does the surgery.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator, Mapping, Sequence
 
 import torch
@@ -19,6 +19,7 @@ from torch_pruning import ops
 
 from ..vocabulary import channel_dim
 from .deadline import time_limit
+from .rules.attention import StreamAttention, find_stream_attention, remove_stream_attention
 from .rules.mixing import mixing_ops
 from .safety import prune_group_checked, reference_shapes
 from .tp_graph import ChannelGroup, build_dependency_graph, read_group, requires_grad_kept
@@ -58,6 +59,15 @@ class UnitGraph:
                     self.refused[self.names[root]] = f"its channels pass through channel-mixing ops {mixing}"
                     continue
                 self.units[self.names[root]] = read_group(self.dg, group, self.names)
+        #: attention blocks whose q/k/v widths follow a unit's stream (cut with it), by unit root
+        self.attention: dict[str, list[StreamAttention]] = {}
+        for root, unit in list(self.units.items()):
+            found = find_stream_attention(model, unit.in_layers, unit.out_layers, self.refused)
+            if found:
+                self.attention[root] = found
+                widths = {p: m * (modules[p].in_features == unit.channels)
+                          for a in found for p, m in zip(a.projections, a.chunks)}
+                self.units[root] = replace(unit, out_layers={**widths, **unit.out_layers})
         self._imp = CompactorMagnitudeImportance(p=2)
         self.shapes = reference_shapes(model, example_inputs)  #: output shapes to keep, per mode
 
@@ -123,13 +133,31 @@ class UnitGraph:
                     continue
                 idxs = [int(i) for i in idxs]
                 planned = self.group(root, idxs) if kept is not None else None
-                if prune_group_checked(self.model, self.example_inputs, self.dg, lambda: self.group(root, idxs), root,
+                if prune_group_checked(self.model, self.example_inputs, self.dg, lambda: self._removal(root, idxs), root,
                                        f"removing {len(idxs)} channels of unit {root!r}", self.shapes,
                                        self.refused, strict=strict):
                     done[root] = idxs
                     if planned is not None:
                         kept.record(self, planned)
         return done
+
+
+    def _removal(self, root: str, idxs: Sequence[int]) -> "_Removal":
+        return _Removal(self.group(root, idxs), self.model, self.attention.get(root, ()))
+
+
+@dataclass
+class _Removal:
+    """A unit's Torch-Pruning group plus the attention blocks that follow its stream's width."""
+
+    group: Any
+    model: nn.Module
+    attention: Sequence[StreamAttention]
+
+    def prune(self) -> None:
+        self.group.prune()
+        for att in self.attention:
+            remove_stream_attention(self.model, att)
 
 
 @dataclass
