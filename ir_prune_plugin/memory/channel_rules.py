@@ -109,8 +109,11 @@ class ChannelPropagator:
     (tied to a fixed-width tensor), and ops with no channel rule (warned once, counted).
     """
 
-    def __init__(self, modules: dict[str, nn.Module]) -> None:
+    def __init__(self, modules: dict[str, nn.Module], params: dict[str, str] | None = None) -> None:
         self.modules = modules
+        #: placeholder name -> parameter's qualified name (``ExportedProgram.graph_signature``): names
+        #: the layer of a conv/linear whose module stack stops above it (a leaf block of an fx rewrite)
+        self.params = params or {}
         self.types = CHANNEL_PRUNABLE_TYPES
         self.maps: dict[Node, list[ChannelMap | None]] = {}
         self.parent: dict[str, str] = {}
@@ -223,6 +226,10 @@ class ChannelPropagator:
     def _layer(self, node: Node, val: Any) -> list[ChannelMap | None]:
         path = module_path(node)
         mod = self.modules.get(path)
+        weight = node.args[1] if len(node.args) > 1 and isinstance(node.args[1], Node) else None
+        owner = self.params.get(weight.name, "").rpartition(".")[0] if weight is not None else ""
+        if not isinstance(mod, self.types) and isinstance(self.modules.get(owner), self.types):
+            path, mod = owner, self.modules[owner]
         if not isinstance(val, torch.Tensor) or not isinstance(mod, self.types):
             return [None]
         name = op_name(node)

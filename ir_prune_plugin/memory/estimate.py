@@ -41,7 +41,7 @@ def estimate_peak_memory(model: nn.Module, example_inputs: ExampleInputs, *,
     if not lv.steps:
         raise ValueError(f"{type(model).__name__} runs no operation on its input; "
                          "there is no activation memory to estimate")
-    prop = ChannelPropagator(dict(work.named_modules()))
+    prop = ChannelPropagator(dict(work.named_modules()), dict(ep.graph_signature.inputs_to_parameters))
     prop.run(list(ep.graph.nodes))
     groups = build_groups(lv, prop)
     peak = max(lv.timeline)
