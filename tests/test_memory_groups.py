@@ -145,3 +145,39 @@ def test_top_groups_summary_and_plot(tmp_path):
         p.plot(tmp_path / "mem.jpg")
     bpc = p.layer_bytes_per_channel()
     assert bpc["enc1.2"] == max(g.channel_bytes().get("enc1.2", 0) for g in p.groups)
+
+
+class _ShapeGuarded(nn.Module):
+    """A block fx cannot trace through (control flow on a shape): compactor capture makes it a leaf."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x):
+        if x.shape[-1] < 2:
+            raise ValueError("too small")
+        return torch.relu(self.conv(x))
+
+
+class _LeafBody(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.head, self.tail = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 3, 3, padding=1)
+        self.body = nn.Sequential(*[_ShapeGuarded() for _ in range(6)])
+
+    def forward(self, x):
+        f = self.head(x)
+        return self.tail(self.body(f) + f)
+
+
+def test_layers_inside_fx_leaf_blocks_keep_their_names():
+    from ir_prune_plugin.channels.compactor import insert_compactors
+    model, x = _LeafBody().eval(), torch.rand(1, 3, 8, 8)
+    work = insert_compactors(model, x)
+    assert any(isinstance(m, Compactor) for m in work.modules())
+    plain, rewritten = estimate_peak_memory(model, x), estimate_peak_memory(work, x)
+    # the leaf blocks export without their inner module paths; the weight names the layer
+    assert {f"body.{i}.conv" for i in range(6)} <= set(rewritten.layer_channels) == set(plain.layer_channels) | {
+        n for n in rewritten.layer_channels if n.startswith("compactors.")}
+    assert_invariants(rewritten)
