@@ -201,6 +201,7 @@ def aggregate(runs: list[dict], columns: list[str]) -> list[dict]:
         entry: dict = {"method": method, "budget": budget, "n": len(rows)}
         if any("unreachable" in r for r in rows):
             entry["unreachable"] = next(r["unreachable"] for r in rows if "unreachable" in r)
+            entry["unreachable_n"] = sum("unreachable" in r for r in rows)   # the means are over the rest
         for col in columns + ["peak_mb_est", "macs_g", "params", "full_res_channels"]:
             vals = [float(r[col]) for r in rows if r.get(col) is not None]
             if vals:
@@ -286,6 +287,8 @@ def markdown(summary: list[dict], columns: list[str], command: str, seeds: int) 
             continue
         cells = [e["method"], "-" if e["budget"] is None else f"{e['budget']:g}"]
         cells += [f"{e[c]:.2f} ± {e[c + '_std']:.2f}" if c in e else "-" for c in columns]
+        if e.get("unreachable_n"):   # reached in some seeds only: say over how many the mean is
+            cells[2] += f" ({e['n'] - e['unreachable_n']} of {e['n']} seeds reach the budget)"
         cells += [f"{e['peak_mb_est']:.1f}", f"{e['macs_g']:.1f}",
                   f"{e['full_res_channels']:.0f}" if "full_res_channels" in e else "-"]
         lines.append("| " + " | ".join(cells) + " |")

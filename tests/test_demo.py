@@ -82,3 +82,15 @@ def test_report_on_a_folder_without_results_is_a_clear_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "results.json" in err and "sweep_results.json" in err and "BasicSR" in err
+
+
+def test_default_report_quotes_the_benchmark_beside_its_one_seed():
+    from ir_prune_plugin.demo.presets import DemoConfig
+    from ir_prune_plugin.demo.run import BENCHMARK_50, claims_text
+
+    rows = [{"method": "dense", "budget": None, "psnr": 29.7}, {"method": "mosp", "budget": 0.5, "psnr": 29.5},
+            {"method": "mosp-no-compactor", "budget": 0.5, "psnr": 29.2},
+            {"method": "uniform-width", "budget": 0.5, "psnr": 28.6}]
+    text = claims_text(DemoConfig(), rows)
+    assert "MOSP -0.20 dB vs dense, +0.90 dB vs the best uniform baseline" in text and BENCHMARK_50 in text
+    assert BENCHMARK_50 not in claims_text(DemoConfig.preset_named("quick"), rows)

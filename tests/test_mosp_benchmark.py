@@ -41,6 +41,17 @@ def test_aggregate_gives_mean_and_sample_std_per_method_and_budget(bench):
     assert "| global-magnitude | 0.25 | cannot reach the budget |" in md
 
 
+def test_a_budget_reached_in_some_seeds_only_says_over_how_many_the_mean_is(bench):
+    runs = [_run(0, 29.0, 28.0), _run(1, 29.5, 27.0)]
+    runs[1]["rows"][-1] = {"method": "global-magnitude", "budget": 0.25, "psnr": 27.0, "peak_mb_est": 25.0,
+                           "macs_g": 2.0, "params": 2}
+    summary = bench.aggregate(runs, ["psnr"])
+    entry = next(e for e in summary if e["method"] == "global-magnitude")
+    assert entry["unreachable_n"] == 1 and entry["psnr"] == 27.0
+    md = bench.markdown(summary, ["psnr"], "python benchmarks/mosp.py", 2)
+    assert "| global-magnitude | 0.25 | 27.00 ± 0.00 (1 of 2 seeds reach the budget) |" in md
+
+
 def test_margins_are_paired_per_seed_against_the_best_uniform_baseline(bench):
     runs = [_run(0, 29.0, 28.0), _run(1, 29.5, 27.0), _run(2, 30.0, 29.0)]
     runs[0]["rows"].append({"method": "uniform-slice", "budget": 0.5, "psnr": 28.6})   # seed 0's best uniform
