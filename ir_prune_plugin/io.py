@@ -124,6 +124,8 @@ def _fix_attributes(module: nn.Module) -> None:
     """Make a layer's size attributes agree with its (resized) tensors."""
     if isinstance(module, nn.modules.conv._ConvNd):
         w = module.weight
+        if module.groups > 1 and module.groups == module.in_channels == module.out_channels:
+            module.groups = w.shape[0] * (w.shape[1] if module.transposed else 1)  # depthwise stays depthwise
         a, b = w.shape[0], w.shape[1] * module.groups
         module.in_channels, module.out_channels = (a, b) if module.transposed else (b, a)
     elif isinstance(module, nn.Linear):

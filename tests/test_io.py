@@ -106,3 +106,17 @@ def test_parametrized_model_must_be_finalized(tmp_path: Path) -> None:
     parametrize.register_parametrization(model.enc1[0], "weight", _Mask())
     with pytest.raises(ValueError, match="parametrizations"):
         save_pruned(model, tmp_path / "x.pt")
+
+
+def test_roundtrip_keeps_pruned_depthwise_convs_depthwise(tmp_path: Path) -> None:
+    pytest.importorskip("spandrel")
+    from thirdparty_nets import NETS, build
+    model, x = build("nafnet")
+    model = prune_channels(_randomize(model), x, {"encoders.0.0.conv1": [0, 8]})   # its depthwise conv2 follows
+    dw = model.encoders[0][0].conv2
+    assert dw.groups == dw.out_channels < 16
+    save_pruned(model, tmp_path / "nafnet.pt", init_kwargs=NETS["nafnet"][0].init_kwargs)
+    loaded = load_pruned(tmp_path / "nafnet.pt").eval()
+    assert loaded.encoders[0][0].conv2.groups == dw.groups
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
