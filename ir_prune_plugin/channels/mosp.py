@@ -330,6 +330,7 @@ class MOSPPruner:
         total_mb = max(start_peak - self.budget_bytes, 0) / 2 ** 20
         bar = tqdm(total=round(total_mb, 2), desc="MOSP", unit="MiB", leave=False, disable=not progress)
         outer = max((r.outer for r in self.history.records), default=-1) + 1
+        reprofiled_at: dict[str, int] | None = None   # widths of the last re-profile (no progress: stop)
         while True:
             widths = graph.widths()
             worst = max(costs, key=lambda c: c.bytes(widths))
@@ -340,6 +341,13 @@ class MOSPPruner:
                 profile = _profile(model, opts.memory_input_size)
                 if profile.peak_bytes <= self.budget_bytes:
                     break
+                if reprofiled_at == widths:   # re-profiled at these widths already: it would loop forever
+                    raise ValueError(
+                        f"memory budget {format_bytes(self.budget_bytes)} ({self.budget_bytes} bytes) cannot be "
+                        f"reached: the channel groups account for {worst_bytes} bytes at the peak but the profile "
+                        f"measures {profile.peak_bytes}; the rest is held by tensors no group can cut. Raise the "
+                        "budget")
+                reprofiled_at = dict(widths)
                 log.warning("MOSP: linear group model said %d bytes but the profile says %d; re-profiling",
                             worst_bytes, profile.peak_bytes)
                 costs = group_costs(profile, graph)
