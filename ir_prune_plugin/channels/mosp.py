@@ -330,7 +330,6 @@ class MOSPPruner:
         total_mb = max(start_peak - self.budget_bytes, 0) / 2 ** 20
         bar = tqdm(total=round(total_mb, 2), desc="MOSP", unit="MiB", leave=False, disable=not progress)
         outer = max((r.outer for r in self.history.records), default=-1) + 1
-        reprofiled_at: dict[str, int] | None = None   # widths of the last re-profile (no progress: stop)
         while True:
             widths = graph.widths()
             worst = max(costs, key=lambda c: c.bytes(widths))
@@ -341,21 +340,16 @@ class MOSPPruner:
                 profile = _profile(model, opts.memory_input_size)
                 if profile.peak_bytes <= self.budget_bytes:
                     break
-                if reprofiled_at == widths:   # re-profiled at these widths already: it would loop forever
-                    raise ValueError(
-                        f"memory budget {format_bytes(self.budget_bytes)} ({self.budget_bytes} bytes) cannot be "
-                        f"reached: the channel groups account for {worst_bytes} bytes at the peak but the profile "
-                        f"measures {profile.peak_bytes}; the rest is held by tensors no group can cut. Raise the "
-                        "budget")
-                reprofiled_at = dict(widths)
                 log.warning("MOSP: linear group model said %d bytes but the profile says %d; re-profiling",
                             worst_bytes, profile.peak_bytes)
                 costs = group_costs(profile, graph)
-                if max(c.bytes(widths) for c in costs) <= self.budget_bytes:   # would loop forever
-                    raise RuntimeError(
-                        f"MOSP's group model of {type(model).__name__} disagrees with its memory profile "
-                        f"({format_bytes(profile.peak_bytes)} measured at step {profile.peak_step}, over the "
-                        f"budget {format_bytes(self.budget_bytes)}, but no group is priced over it)")
+                priced = max(c.bytes(widths) for c in costs)
+                if priced <= self.budget_bytes:   # nothing left to cut: re-profiling again would loop forever
+                    raise ValueError(
+                        f"memory budget {format_bytes(self.budget_bytes)} ({self.budget_bytes} bytes) cannot be "
+                        f"reached on {type(model).__name__}: the channel groups account for {priced} bytes at "
+                        f"the peak but the profile measures {profile.peak_bytes} at step {profile.peak_step}; "
+                        "the rest is held by tensors no group can cut. Raise the budget")
                 continue
             if outer >= opts.max_outer_steps:
                 raise RuntimeError(f"MOSP stopped after max_outer_steps={opts.max_outer_steps} outer steps at "
