@@ -14,7 +14,10 @@ seed's study), ``<out>/mosp_benchmark.json``, ``<out>/mosp_benchmark.md`` (mean 
 then the per-seed paired margins: MOSP vs dense, vs the best uniform baseline, compactors on vs
 off) and ``<out>/mosp_benchmark.png`` (PSNR vs peak memory, mean +- std). 0.43 is the tightest
 budget the x0.625 net reaches with every layer at >= 8 channels (``--min-channels``).
-``benchmarks/mosp_curves.py`` records the learning curves of the same dense / uniform-width nets.
+Each seed also scores the dense net finetuned the same steps as every pruned model
+("dense-finetuned"; ``--no-dense-finetune`` skips it), the fair control for "within x dB of dense".
+Budgets of one seed may run as separate processes (``--out <out>/parts/<name>``); ``--aggregate``
+merges them per seed. ``benchmarks/mosp_curves.py`` records the learning curves of the same dense / uniform-width nets.
 RSS/latency run each saved model in
 a fresh subprocess (``save_pruned``/``load_pruned``), so allocator state does not leak between
 models. Per forward, the resident set is sampled every 0.5 ms from /proc/self/statm; the reported
@@ -110,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--finetune-steps", type=int, default=FULL.finetune_steps)
     parser.add_argument("--compactor-finetune-steps", type=int, default=FULL.compactor_finetune_steps)
     parser.add_argument("--loop-finetune-steps", type=int, default=FULL.loop_finetune_steps)
-    parser.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.43])
+    parser.add_argument("--budgets", type=float, nargs="*", default=[0.5, 0.43],
+                        help="fractions of the dense peak; none: only the dense (and dense-finetuned) rows")
     parser.add_argument("--min-channels", type=int, default=FULL.min_channels,
                         help="every method keeps at least this many channels per layer")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -119,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
                              "weights); default: each seed trains its own (seed S trains them with seed S)")
     parser.add_argument("--compactor-ablation", action="store_true",
                         help="also prune compactors straight after insertion (no finetune before pruning)")
+    parser.add_argument("--no-dense-finetune", action="store_true",
+                        help="skip the 'dense-finetuned' row (the dense net finetuned the same --finetune-steps "
+                             "as every pruned model, the fair control for 'within x dB of dense')")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--crop", type=int, default=256, help="centre crop of each test image (CPU time)")
     parser.add_argument("--limit", type=int, default=None, help="first N images of each test set")
@@ -127,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--no-rss", action="store_true", help="skip the 2048x1080 RSS/latency runs")
     parser.add_argument("--aggregate", action="store_true",
-                        help="run nothing: summarise the <out>/seed*/mosp_study.json already there "
-                             "(seeds run as separate processes)")
+                        help="run nothing: summarise the <out>/seed*/mosp_study.json and "
+                             "<out>/parts/*/seed*/mosp_study.json already there (seeds, or budgets of one "
+                             "seed, run as separate processes; per seed the rows are merged)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("torch").setLevel(logging.WARNING)
@@ -143,9 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     runs = []
     if args.aggregate:
-        runs = [json.loads(p.read_text()) for p in sorted(args.out.glob("seed*/mosp_study.json"))]
+        runs = merge_runs([json.loads(p.read_text()) for p in [*sorted(args.out.glob("seed*/mosp_study.json")),
+                                                               *sorted(args.out.glob("parts/*/seed*/mosp_study.json"))]])
         if not runs:
-            raise SystemExit(f"no {args.out}/seed*/mosp_study.json to aggregate")
+            raise SystemExit(f"no {args.out}/seed*/mosp_study.json or {args.out}/parts/*/seed*/mosp_study.json "
+                             "to aggregate")
         args.seeds = [r["seed"] for r in runs]
     for seed in [] if args.aggregate else args.seeds:
         out = args.out / f"seed{seed}"
@@ -155,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                                 pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps,
                                 compactor_finetune_steps=args.compactor_finetune_steps,
                                 loop_finetune_steps=args.loop_finetune_steps, budgets=tuple(args.budgets),
-                                compactor_ablation=args.compactor_ablation, min_channels=args.min_channels)
+                                compactor_ablation=args.compactor_ablation, min_channels=args.min_channels,
+                                dense_finetune=not args.no_dense_finetune)
         if not args.no_rss:
             _rss_columns(result, out, args)
         runs.append(result)
@@ -190,6 +201,17 @@ def _rss_columns(result: dict, out: Path, args: argparse.Namespace) -> None:
             logging.info("%s: RSS +%.0f MB, %.2f s", key, row["rss_forward_mb"], row["latency_s"])
 
 
+def merge_runs(runs: list[dict]) -> list[dict]:
+    """One run per seed: the rows of several runs of the same seed (e.g. one process per budget)
+    concatenated in order, the first row of each (method, budget) kept; seeds in ascending order."""
+    merged: dict[int, dict] = {}
+    for run in runs:
+        into = merged.setdefault(run["seed"], {**run, "rows": []})
+        seen = {(r["method"], r["budget"]) for r in into["rows"]}
+        into["rows"] += [r for r in run["rows"] if (r["method"], r["budget"]) not in seen]
+    return [merged[s] for s in sorted(merged)]
+
+
 def aggregate(runs: list[dict], columns: list[str]) -> list[dict]:
     """Per (method, budget): mean and sample std over the runs of each column (rows in first-run order)."""
     groups: dict[tuple, list[dict]] = {}
@@ -214,10 +236,13 @@ def aggregate(runs: list[dict], columns: list[str]) -> list[dict]:
 #: paired margins, per seed then mean +- std: (name, minuend methods, subtrahend methods); where
 #: several methods are named, the best of them in that seed is used
 MARGINS = (("MOSP − dense", ("mosp",), ("dense",)),
+           ("MOSP − dense finetuned the same steps", ("mosp",), ("dense-finetuned",)),
            ("MOSP − best uniform", ("mosp",), ("uniform-width", "uniform-slice")),
            ("compactors on − off", ("mosp",), ("mosp-no-compactor",)),
            ("compactor pre-finetune on − off", ("mosp",), ("mosp-compactor-no-prefinetune",)),
-           ("best uniform − dense", ("uniform-width", "uniform-slice"), ("dense",)))
+           ("best uniform − dense", ("uniform-width", "uniform-slice"), ("dense",)),
+           ("best uniform − dense finetuned the same steps", ("uniform-width", "uniform-slice"),
+            ("dense-finetuned",)))
 
 
 def _best(run: dict, methods: tuple[str, ...], budget: float, col: str) -> float | None:

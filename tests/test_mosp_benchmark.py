@@ -77,6 +77,29 @@ def test_aggregate_mode_summarises_seed_folders(bench, tmp_path):
     assert (tmp_path / "mosp_benchmark.png").stat().st_size > 1000
 
 
+def test_budgets_run_as_separate_processes_merge_per_seed(bench, tmp_path):
+    for seed, budget, mosp in [(0, 0.5, 29.0), (0, 0.43, 28.5), (1, 0.5, 29.4), (1, 0.43, 28.7)]:
+        run = _run(seed, mosp, 27.0)
+        for row in run["rows"]:
+            row["budget"] = budget if row["budget"] is not None else None
+        run["rows"].insert(1, {"method": "dense-finetuned", "budget": None, "psnr": 29.2 + seed,
+                               "peak_mb_est": 100.0, "macs_g": 10.0, "params": 9})
+        folder = tmp_path / ("seed%d" % seed if budget == 0.5 else "parts/b%g/seed%d" % (budget, seed))
+        folder.mkdir(parents=True)
+        (folder / "mosp_study.json").write_text(json.dumps(run))
+    assert bench.main(["--out", str(tmp_path), "--aggregate"]) == 0
+    report = json.loads((tmp_path / "mosp_benchmark.json").read_text())
+    assert report["seeds"] == [0, 1]
+    per_seed = [[(r["method"], r["budget"]) for r in run["rows"]] for run in report["runs"]]
+    assert all(keys.count(("dense", None)) == 1 and ("mosp", 0.43) in keys and ("mosp", 0.5) in keys
+               for keys in per_seed)
+    by = {(e["margin"], e["budget"]): e for e in report["margins"]}
+    # against the dense net given the same finetune steps: seed 0 29.0 - 29.2, seed 1 29.4 - 30.2
+    assert by[("MOSP − dense finetuned the same steps", 0.5)]["psnr"] == pytest.approx((-0.2 - 0.8) / 2)
+    assert by[("MOSP − dense finetuned the same steps", 0.43)]["psnr"] == pytest.approx((-0.7 - 1.5) / 2)
+    assert by[("MOSP − dense", 0.43)]["n"] == 2
+
+
 def test_standard_test_sets_load_as_noisy_pairs(bench, shared_data):
     data = bench.FolderDenoise(shared_data / "Kodak24", 25.0, crop=64, limit=3)
     assert len(data) == 3

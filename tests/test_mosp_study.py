@@ -57,3 +57,16 @@ def test_training_hook_sees_every_step_of_a_fresh_training_only(tmp_path):
     again = dense_unet(cfg, tmp_path, seed=4, progress=False, shipped=False, after_step=lambda m, i: seen.append(i))
     assert seen == [] and all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
                                                                   again.state_dict().values()))
+
+
+def test_dense_finetuned_control_is_the_dense_net_given_the_pruned_models_finetune(tmp_path):
+    res = run_mosp_study(tmp_path / "out", quick=True, cache_dir=tmp_path / "cache", progress=False,
+                         budgets=(), dense_finetune=True)
+    rows = {r["method"]: r for r in res["rows"]}
+    assert set(rows) == {"dense", "dense-finetuned"}   # no budget: no pruned model
+    assert rows["dense-finetuned"]["finetune_steps"] == res["config"]["finetune_steps"] > 0
+    assert rows["dense-finetuned"]["psnr"] != rows["dense"]["psnr"]
+    assert rows["dense-finetuned"]["params"] == rows["dense"]["params"]
+    shipped = [e for e in read_manifest().values() if e["preset"] == "quick" and e["role"] == "dense"]
+    # the control finetunes a copy: the dense row (scored first) is still the shipped net
+    assert rows["dense"]["psnr"] == pytest.approx(shipped[0]["psnr"], abs=0.01)

@@ -15,6 +15,7 @@ finetune and its short finetunes between outer steps (``loop_finetune_steps`` ea
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -83,6 +84,10 @@ class MOSPStudyConfig:
     # (the paper: 10 epochs); counted in the model's finetune budget like MOSP's in-loop finetunes
     compactor_finetune_steps: int = 30
     compactor_ablation: bool = False     # also prune compactors straight after insertion
+    # also score the dense net finetuned the same ``finetune_steps`` as every pruned model (row
+    # "dense-finetuned"): a pruned model has had pretraining + finetune steps, so "within x dB of
+    # dense" is only about pruning against a dense net given those steps too
+    dense_finetune: bool = False
 
 
 FULL = MOSPStudyConfig()
@@ -217,6 +222,9 @@ def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache
         return row
 
     rows = [score("dense", None, dense, 0)]
+    if cfg.dense_finetune:
+        rows.append(score("dense-finetuned", None,
+                          finetune(copy.deepcopy(dense), cfg.finetune_steps, "finetune dense"), cfg.finetune_steps))
     variants = [("mosp", True, cfg.compactor_finetune_steps), ("mosp-no-compactor", False, 0)]
     if cfg.compactor_ablation:   # the pre-paper protocol: compactors pruned right after insertion
         variants.insert(1, ("mosp-compactor-no-prefinetune", True, 0))
