@@ -45,7 +45,6 @@ REFUSALS: dict[tuple[str, str], str] = {
     ("scunet", "mosp"): "cannot be reached",   # + the fixed-size split of its conv/transformer halves
     ("plksr", "mosp"): "cannot be reached",
     ("retinexformer", "mosp"): "cannot be reached",
-    ("restormer", "mosp"): "cannot be reached",   # transposed (channel) attention: q/k/v, scores
     ("ditn", "mosp"): "cannot be reached",
     ("omnisr", "mosp"): "cannot be reached",
 }

@@ -21,7 +21,8 @@ from ..vocabulary import channel_dim
 from .deadline import time_limit
 from .rules.attention import StreamAttention, find_stream_attention, remove_stream_attention
 from .rules.mixing import mixing_ops
-from .safety import prune_group_checked, reference_shapes
+from .rules.qkv_attention import QKVAttention, find_qkv_attention
+from .safety import BrokenForwardError, check_forward, prune_group_checked, reference_shapes
 from .tp_graph import ChannelGroup, build_dependency_graph, read_group, requires_grad_kept
 from .tp_rules import ROOT_MODULE_TYPES, CompactorMagnitudeImportance
 
@@ -49,6 +50,7 @@ class UnitGraph:
         #: channel groups left alone, root -> reason: they pass through a channel-mixing op (not
         #: units at all), or removing their channels broke the forward pass (rolled back)
         self.refused: dict[str, str] = {}
+        mixing_groups: dict[str, ChannelGroup] = {}
         with time_limit(f"Torch-Pruning's channel groups of {type(model).__name__}"):
             for group in self.dg.get_all_groups(ignored_layers=ignored_mods, root_module_types=ROOT_MODULE_TYPES):
                 if any(item.dep.target.type == ops.OPTYPE.OUTPUT for item in group):
@@ -57,6 +59,7 @@ class UnitGraph:
                 mixing = mixing_ops(group)
                 if mixing:   # attention q/k/v and the like: leave these channels alone
                     self.refused[self.names[root]] = f"its channels pass through channel-mixing ops {mixing}"
+                    mixing_groups[self.names[root]] = read_group(self.dg, group, self.names)
                     continue
                 self.units[self.names[root]] = read_group(self.dg, group, self.names)
         #: attention blocks whose q/k/v widths follow a unit's stream (cut with it), by unit root
@@ -68,14 +71,47 @@ class UnitGraph:
                 widths = {p: m * (modules[p].in_features == unit.channels)
                           for a in found for p, m in zip(a.projections, a.chunks)}
                 self.units[root] = replace(unit, out_layers={**widths, **unit.out_layers})
+        #: free-standing q/k/v attention units (their own inner width), by unit root
+        self.qkv: dict[str, QKVAttention] = {}
+        self._find_qkv(mixing_groups, set(ignored))
         self._imp = CompactorMagnitudeImportance(p=2)
         self.shapes = reference_shapes(model, example_inputs)  #: output shapes to keep, per mode
+
+    def _find_qkv(self, groups: Mapping[str, ChannelGroup], ignored: set[str]) -> None:
+        """Make the q/k/v width of each free-standing attention a unit (see :mod:`.rules.qkv_attention`)."""
+        claimed = {p for atts in self.attention.values() for a in atts for p in a.projections}
+        for root, group in groups.items():
+            if set(group.out_layers) & (claimed | ignored):
+                continue
+            try:
+                att = find_qkv_attention(self.model, self.dg, group.out_layers)
+            except ValueError as exc:
+                self.refused[root] = f"{self.refused[root]}; {exc}"
+                continue
+            if att is None or att.out_proj in ignored or att.head_width(self.model) < 2:
+                continue
+            try:   # the net must follow a narrower q/k/v (not so where it reshapes to the stream's width)
+                with att.masked(self.model, [0]):
+                    check_forward(self.model, self.example_inputs, change=f"cutting the q/k/v width of {att.proj!r}",
+                                  modes=("eval",))
+            except BrokenForwardError as exc:
+                self.refused[root] = f"{self.refused[root]}; {exc}"
+                continue
+            mult = 3 * att.heads
+            self.qkv[root] = att
+            self.units[root] = ChannelGroup(
+                root=root, channels=att.head_width(self.model),
+                out_layers={n: mult for n in (att.proj, att.dwconv) if n is not None},
+                in_layers=tuple(n for n in (att.dwconv, att.out_proj) if n is not None))
+            del self.refused[root]
 
     def widths(self) -> dict[str, int]:
         """Current output channels of every unit root."""
         return {root: self._width(root) for root in self.units}
 
     def _width(self, root: str) -> int:
+        if root in self.qkv:
+            return self.qkv[root].head_width(self.model)
         module = self.model.get_submodule(root)
         return int(self.dg.get_pruner_of_module(module).get_out_channels(module))
 
@@ -89,7 +125,8 @@ class UnitGraph:
         """Channels of the unit, least important (group L2 magnitude) first; ties by index."""
         width = self._width(root)
         with torch.no_grad():
-            scores = self._imp(self.group(root, range(width)))
+            scores = self.qkv[root].scores(self.model) if root in self.qkv else \
+                self._imp(self.group(root, range(width)))
         if scores is None or len(scores) != width:
             return list(range(width))
         scores = scores.detach().cpu().double()
@@ -98,6 +135,10 @@ class UnitGraph:
     @contextlib.contextmanager
     def masked(self, root: str, idxs: Sequence[int]) -> Iterator[None]:
         """Temporarily zero ``idxs`` of the unit's output channels (what removing them computes)."""
+        if root in self.qkv:
+            with self.qkv[root].masked(self.model, idxs):
+                yield
+            return
         handles = []
         try:
             for dep, dep_idxs in self.group(root, idxs):
@@ -132,7 +173,7 @@ class UnitGraph:
                 if not len(idxs) or root in self.refused:
                     continue
                 idxs = [int(i) for i in idxs]
-                planned = self.group(root, idxs) if kept is not None else None
+                planned = self._planned(root, idxs) if kept is not None else None
                 if prune_group_checked(self.model, self.example_inputs, self.dg, lambda: self._removal(root, idxs), root,
                                        f"removing {len(idxs)} channels of unit {root!r}", self.shapes,
                                        self.refused, strict=strict):
@@ -142,7 +183,18 @@ class UnitGraph:
         return done
 
 
-    def _removal(self, root: str, idxs: Sequence[int]) -> "_Removal":
+    def _planned(self, root: str, idxs: Sequence[int]) -> Any:
+        """What removing ``idxs`` of ``root`` cuts, for :meth:`KeptChannels.record`."""
+        if root not in self.qkv:
+            return self.group(root, idxs)
+        att = self.qkv[root]
+        rows, cols = att.channels(self.model, idxs)
+        return [(n, True, rows) for n in (att.proj, att.dwconv) if n is not None] + \
+            [(n, False, rows) for n in (att.dwconv,) if n is not None] + [(att.out_proj, False, cols)]
+
+    def _removal(self, root: str, idxs: Sequence[int]) -> Any:
+        if root in self.qkv:
+            return _QKVRemoval(self.qkv[root], self.model, idxs, self.dg)
         return _Removal(self.group(root, idxs), self.model, self.attention.get(root, ()))
 
 
@@ -158,6 +210,19 @@ class _Removal:
         self.group.prune()
         for att in self.attention:
             remove_stream_attention(self.model, att)
+
+
+@dataclass
+class _QKVRemoval:
+    """A free-standing q/k/v attention unit's removal (per-head positions ``local``)."""
+
+    att: QKVAttention
+    model: nn.Module
+    local: Sequence[int]
+    graph: Any
+
+    def prune(self) -> None:
+        self.att.remove(self.model, self.local, self.graph)
 
 
 @dataclass
@@ -180,11 +245,15 @@ class KeptChannels:
 
     def record(self, graph: UnitGraph, group: Any) -> None:
         """Drop the channels ``group`` removes (indices in each layer's current numbering)."""
-        for dep, idxs in group:
-            name = graph.names.get(dep.target.module)
+        if isinstance(group, list):   # a q/k/v attention unit: (layer, out?, idxs) triples
+            cuts = group
+        else:
+            cuts = [(graph.names.get(dep.target.module), graph.dg.is_out_channel_pruning_fn(dep.handler), idxs)
+                    for dep, idxs in group]
+        for name, out, idxs in cuts:
             if name is None or name not in self.out:
                 continue
-            table = self.out if graph.dg.is_out_channel_pruning_fn(dep.handler) else self.inp
+            table = self.out if out else self.inp
             gone = set(int(i) for i in idxs)
             table[name] = [c for k, c in enumerate(table[name]) if k not in gone]
 

@@ -86,6 +86,30 @@ def _arg(node: Node, pos: int, name: str, default: Any) -> Any:
     return node.kwargs.get(name, default)
 
 
+def _prod(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+def _heads_view(m: ChannelMap, src: tuple[int, ...], out: tuple[int, ...]) -> ChannelMap | None:
+    """A view that splits the channel dimension into ``(heads, c)`` (attention's
+    ``b (head c) h w -> b head c (h w)``) or merges ``(heads, c)`` back: the map follows ``c``,
+    each segment holding ``1/heads`` (or ``heads`` times) its tensor channels; else ``None``."""
+    d = m.dim
+    if len(out) > d + 1 and out[:d] == src[:d] and out[d] * out[d + 1] == src[d] \
+            and _prod(out[d + 2:]) == _prod(src[d + 1:]) and out[d] > 1:
+        heads = out[d]
+        if all(s.t_ch % heads == 0 for s in m.segs):
+            return ChannelMap(d + 1, tuple(Seg(s.layer, s.t_ch // heads, s.l_ch) for s in m.segs))
+    if d >= 1 and len(out) > d - 1 and out[:d - 1] == src[:d - 1] and src[d - 1] * src[d] == out[d - 1] \
+            and _prod(src[d + 1:]) == _prod(out[d:]) and src[d - 1] > 1:
+        heads = src[d - 1]
+        return ChannelMap(d - 1, tuple(Seg(s.layer, s.t_ch * heads, s.l_ch) for s in m.segs))
+    return None
+
+
 def _norm_dim(d: int, ndim: int) -> int:
     return d + ndim if d < 0 else d
 
@@ -205,6 +229,8 @@ class ChannelPropagator:
             rule = self._cat
         elif name in _VIEWS:
             rule = self._view
+        elif name in ("matmul", "bmm", "mm"):
+            rule = self._matmul
         elif name in ("permute", "transpose", "transpose_", "t", "movedim", "swapaxes"):
             rule = self._permute
         elif name in _SLICES:
@@ -308,6 +334,20 @@ class ChannelPropagator:
         tail = src.ndim - d
         if val.ndim >= tail and tuple(val.shape[val.ndim - tail:]) == tuple(src.shape[d:]):
             return [ChannelMap(val.ndim - tail, m.segs)]
+        return [_heads_view(m, tuple(src.shape), tuple(val.shape))]
+
+    def _matmul(self, node: Node, val: Any) -> list[ChannelMap | None]:
+        """``a @ b``: rows of the product are ``a``'s rows, columns ``b``'s columns (the
+        contracted dimension leaves). A product of two mapped tensors (attention scores) is priced
+        linearly in ``a``'s channels, an over-estimate when both shrink."""
+        if not isinstance(val, torch.Tensor) or val.ndim < 2 or len(node.args) < 2:
+            return [None]
+        a, b = (self.map_of(x) for x in node.args[:2])
+        va, vb = _val(node.args[0]), _val(node.args[1])
+        if a is not None and va is not None and va.ndim >= 2 and a.dim == va.ndim - 2:
+            return [ChannelMap(val.ndim - 2, a.segs)]
+        if b is not None and vb is not None and vb.ndim >= 2 and b.dim == vb.ndim - 1:
+            return [ChannelMap(val.ndim - 1, b.segs)]
         return [None]
 
     def _permute(self, node: Node, val: Any) -> list[ChannelMap | None]:
@@ -346,10 +386,16 @@ class ChannelPropagator:
             start = _arg(node, 2, "start", 0) or 0
             start = _norm_dim(start, src.shape[dim]) if start < 0 else min(start, src.shape[dim])
             return [_cut(m, start, start + val.shape[dim], dim)]
+        sizes = [t.shape[dim] for _, t in leaves]
+        if len(sizes) > 1 and len(set(sizes)) == 1 and len(m.segs) == 1 and m.segs[0].layer is not None:
+            # equal chunks of one layer's output: the channel rules cut every chunk alike (the same
+            # positions in each), so each chunk shrinks with the layer, at 1/n of its channels
+            s = m.segs[0]
+            return [ChannelMap(dim, (Seg(s.layer, sizes[0], s.l_ch),)) for _ in leaves]
         res, off = [], 0
-        for _, t in leaves:
-            res.append(_cut(m, off, off + t.shape[dim], dim))
-            off += t.shape[dim]
+        for size in sizes:
+            res.append(_cut(m, off, off + size, dim))
+            off += size
         return res
 
     def _shuffle(self, node: Node, val: Any) -> list[ChannelMap | None]:

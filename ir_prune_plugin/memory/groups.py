@@ -42,8 +42,9 @@ def storage_share(info: StorageInfo, m: ChannelMap | None) -> tuple[Counter, int
 
     A tensor of ``C`` channels costs ``nbytes / C`` per channel; a segment of ``t_ch`` tensor
     channels from ``l_ch`` layer channels costs ``nbytes / C * t_ch / l_ch`` per layer channel
-    (e.g. ``1/r^2`` of a channel after ``pixel_shuffle(r)``). Remainders stay fixed, so the
-    parts always add up to ``nbytes`` exactly.
+    (e.g. ``1/r^2`` of a channel after ``pixel_shuffle(r)``, ``1/3`` after ``chunk(3)``), rounded
+    down: remainders stay fixed, so the parts always add up to ``nbytes`` exactly (and the slope
+    errs low by under a byte per channel, so smaller widths are over-, never under-estimated).
     """
     per_layer: Counter = Counter()
     if m is None or m.dim >= info.value.ndim:
@@ -55,10 +56,11 @@ def storage_share(info: StorageInfo, m: ChannelMap | None) -> tuple[Counter, int
     fixed = 0
     for s in m.segs:
         part = per_t * s.t_ch
-        if s.layer is None or s.l_ch == 0 or part % s.l_ch:
+        if s.layer is None or s.l_ch == 0 or part < s.l_ch:
             fixed += part
         else:
             per_layer[s.layer] += part // s.l_ch
+            fixed += part % s.l_ch
     return per_layer, fixed
 
 

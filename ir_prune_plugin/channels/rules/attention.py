@@ -26,7 +26,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-__all__ = ["StreamAttention", "find_stream_attention", "remove_stream_attention"]
+__all__ = ["StreamAttention", "enclosing_heads", "find_stream_attention", "remove_stream_attention"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,9 @@ def _common_depth(a: str, b: str) -> int:
     return n
 
 
-def _heads(model: nn.Module, name: str) -> int:
+def enclosing_heads(model: nn.Module, name: str) -> int:
+    """Heads of the attention around layer ``name``: the ``num_heads``/``heads`` int attribute of the
+    closest module above it (else 1)."""
     parts = name.split(".")
     for i in range(len(parts) - 1, -1, -1):
         module = model.get_submodule(".".join(parts[:i]))
@@ -83,7 +85,7 @@ def find_stream_attention(model: nn.Module, readers: Iterable[str], writers: Ite
         if _common_depth(best, name) == 0:
             continue
         found.setdefault(best, []).append((name, p.out_features // c))
-    return [StreamAttention(tuple(n for n, _ in ps), tuple(m for _, m in ps), out, _heads(model, ps[0][0]))
+    return [StreamAttention(tuple(n for n, _ in ps), tuple(m for _, m in ps), out, enclosing_heads(model, ps[0][0]))
             for out, ps in sorted(found.items())]
 
 

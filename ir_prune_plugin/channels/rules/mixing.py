@@ -5,7 +5,8 @@ out). That is wrong for ops that mix channels with each other or with space: att
 products (``bmm``, ``@``, ``einsum``, ``scaled_dot_product_attention``) and their softmax,
 functional pixel (un)shuffle, channel shuffle, ``unfold``. A group that reaches one of them (the
 q/k/v projections of an attention) cannot be cut safely with these rules, so it is left alone
-and reported; groups that do not (an MLP's hidden width between two Linear layers, convs) prune
+and reported (MOSP then cuts q/k/v by its own attention rules: with the stream they read,
+:mod:`.attention`, or as a width of their own, :mod:`.qkv_attention`); groups that do not (an MLP's hidden width between two Linear layers, convs) prune
 as usual. Refusing the whole network is the last resort, when no group is left. A
 ``torch.split`` with explicit sizes (PLKSR's partial large-kernel conv) is treated the same way:
 its sizes are constants in the code, so the channels it splits cannot be cut.
