@@ -18,7 +18,7 @@ from torch import nn
 
 __all__ = [
     "CHANNEL_PRUNABLE_TYPES", "Compactor", "MIB", "NM_PRUNABLE_TYPES", "PLAN_ATTR", "SITES_ATTR",
-    "SPEC_ATTR", "TokenCompactor", "as_tuple", "channel_dim", "format_bytes", "format_hw", "is_nm_prunable", "out_channels", "pad_to_multiple",
+    "SPEC_ATTR", "TokenCompactor", "as_tuple", "channel_dim", "format_bytes", "format_hw", "in_channels", "is_nm_prunable", "out_channels", "pad_to_multiple",
     "parse_hw",
 ]
 
@@ -90,6 +90,11 @@ def channel_dim(module: nn.Module) -> int:
 def out_channels(module: nn.Module) -> int:
     """Number of output channels (features) of a prunable layer."""
     return int(module.out_features if isinstance(module, nn.Linear) else module.out_channels)
+
+
+def in_channels(module: nn.Module) -> int:
+    """Number of input channels (features) of a prunable layer."""
+    return int(module.in_features if isinstance(module, nn.Linear) else module.in_channels)
 
 
 # --------------------------------------------------------------------------- bytes

@@ -179,14 +179,16 @@ class UnitGraph:
                                        self.refused, strict=strict):
                     done[root] = idxs
                     if planned is not None:
-                        kept.record(self, planned)
+                        kept.record(planned)
         return done
 
 
-    def _planned(self, root: str, idxs: Sequence[int]) -> Any:
-        """What removing ``idxs`` of ``root`` cuts, for :meth:`KeptChannels.record`."""
+    def _planned(self, root: str, idxs: Sequence[int]) -> list[tuple[str | None, bool, Sequence[int]]]:
+        """What removing ``idxs`` of ``root`` cuts, for :meth:`KeptChannels.record`: (layer, output
+        side?, indices) per layer."""
         if root not in self.qkv:
-            return self.group(root, idxs)
+            return [(self.names.get(dep.target.module), self.dg.is_out_channel_pruning_fn(dep.handler), dep_idxs)
+                    for dep, dep_idxs in self.group(root, idxs)]
         att = self.qkv[root]
         rows, cols = att.channels(self.model, idxs)
         return [(n, True, rows) for n in (att.proj, att.dwconv) if n is not None] + \
@@ -243,13 +245,8 @@ class KeptChannels:
                 out[name], inp[name] = list(range(w.shape[o])), list(range(w.shape[i] * getattr(m, "groups", 1)))
         return cls(out, inp)
 
-    def record(self, graph: UnitGraph, group: Any) -> None:
-        """Drop the channels ``group`` removes (indices in each layer's current numbering)."""
-        if isinstance(group, list):   # a q/k/v attention unit: (layer, out?, idxs) triples
-            cuts = group
-        else:
-            cuts = [(graph.names.get(dep.target.module), graph.dg.is_out_channel_pruning_fn(dep.handler), idxs)
-                    for dep, idxs in group]
+    def record(self, cuts: Sequence[tuple[str | None, bool, Sequence[int]]]) -> None:
+        """Drop the channels a removal cuts: (layer, output side?, indices in its current numbering)."""
         for name, out, idxs in cuts:
             if name is None or name not in self.out:
                 continue

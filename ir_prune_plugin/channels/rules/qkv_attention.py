@@ -33,7 +33,7 @@ import torch_pruning as tp
 from torch import nn
 from torch_pruning import ops
 
-from ...vocabulary import channel_dim
+from ...vocabulary import channel_dim, in_channels as _in, out_channels as _out
 from .attention import enclosing_heads
 from .mixing import op_name
 
@@ -45,14 +45,6 @@ _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 def _is_depthwise(m: nn.Module) -> bool:
     return isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and m.groups > 1 \
         and m.groups == m.in_channels == m.out_channels
-
-
-def _out(m: nn.Module) -> int:
-    return int(m.out_features if isinstance(m, nn.Linear) else m.out_channels)
-
-
-def _in(m: nn.Module) -> int:
-    return int(m.in_features if isinstance(m, nn.Linear) else m.in_channels)
 
 
 @dataclass(frozen=True)
