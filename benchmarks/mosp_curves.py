@@ -3,8 +3,11 @@
 Trains the benchmark's dense SID U-Net (x0.625) or its uniform-width baseline at a budget exactly
 as ``benchmarks/mosp.py`` does (same data, seed, rate, cosine schedule, gradient clip; only the
 step count may differ) and scores the held-out photos of that seed along the way, then CBSD68 /
-Kodak24 at the end. A run is ``KIND:BUDGET:STEPS:SEED`` (KIND ``dense`` or ``uniform``; BUDGET is
-ignored for dense): ``uniform:0.5:1500:1`` is the 50 % uniform-width net of benchmark seed 1.
+Kodak24 at the end. A run is ``KIND:BUDGET:STEPS:SEED`` (KIND ``dense``, ``uniform`` or ``slice``;
+BUDGET is ignored for dense): ``uniform:0.5:1500:1`` is the 50 % uniform-width net of benchmark seed 1;
+``slice:0.5:600:1`` is that seed's uniform slice of the dense net (the benchmark's ``uniform-slice``),
+finetuned STEPS exactly as the benchmark finetunes every pruned model (its dense net comes from
+``--cache-dir``, or the shipped weights for seed 0).
 The trained weights go to ``--cache-dir`` under the benchmark's own key, so a later
 ``benchmarks/mosp.py --cache-dir`` run reuses them (the shipped weights are never used here:
 seed 0 retrains them, a check that they reproduce).
@@ -34,17 +37,19 @@ from mosp import DEFAULT_DATA, FolderDenoise  # noqa: E402
 
 from ir_prune_plugin.data import DenoiseDataset  # noqa: E402
 from ir_prune_plugin.loops import evaluate  # noqa: E402
-from ir_prune_plugin.studies.mosp_study import FULL, dense_unet, uniform_unet  # noqa: E402
+from ir_prune_plugin.channels.memory_baselines import estimate_peak  # noqa: E402
+from ir_prune_plugin.studies.mosp_study import (FULL, dense_unet, finetune_model, finetune_set,  # noqa: E402
+                                                memory_blind_baseline, uniform_unet)
 
 
 def parse_run(text: str) -> dict:
     """``KIND:BUDGET:STEPS:SEED`` -> dict (ValueError naming the bad part)."""
     parts = text.split(":")
-    if len(parts) != 4 or parts[0] not in ("dense", "uniform"):
-        raise ValueError(f"run {text!r}: expected KIND:BUDGET:STEPS:SEED with KIND dense or uniform")
+    if len(parts) != 4 or parts[0] not in ("dense", "uniform", "slice"):
+        raise ValueError(f"run {text!r}: expected KIND:BUDGET:STEPS:SEED with KIND dense, uniform or slice")
     kind, budget, steps, seed = parts
-    if kind == "uniform" and not budget:
-        raise ValueError(f"run {text!r}: a uniform run needs a budget, e.g. uniform:0.5:1500:0")
+    if kind != "dense" and not budget:
+        raise ValueError(f"run {text!r}: a {kind} run needs a budget, e.g. {kind}:0.5:1500:0")
     return {"kind": kind, "budget": float(budget) if budget else None, "steps": int(steps), "seed": int(seed)}
 
 
@@ -66,6 +71,14 @@ def run_curve(run: dict, cache_dir: Path, every: int, extra: dict) -> dict:
         model = dense_unet(replace(FULL, pretrain_steps=steps), cache_dir, seed, shipped=False,
                            after_step=after_step)
         width = FULL.width
+    elif run["kind"] == "slice":
+        dense = dense_unet(FULL, cache_dir, seed)
+        budget_bytes = int(run["budget"] * estimate_peak(dense, (1, 3, *FULL.memory_size)))
+        blind = memory_blind_baseline(FULL, dense, torch.rand(2, 3, FULL.patch, FULL.patch), budget_bytes,
+                                      uniform=True)
+        model = finetune_model(FULL, blind.model, finetune_set(FULL, seed, steps), seed, steps,
+                               desc="finetune uniform-slice", after_step=after_step)
+        width = FULL.width * (1 - blind.knob)
     else:
         cfg = replace(FULL, pretrain_steps=steps - FULL.finetune_steps)
         model, knob = uniform_unet(cfg, run["budget"], cache_dir, seed, shipped=False, after_step=after_step)

@@ -24,6 +24,11 @@ def test_run_specs_parse_and_bad_ones_name_the_format(curves):
         curves.parse_run("wide:0.5:10:0")
     with pytest.raises(ValueError, match="needs a budget"):
         curves.parse_run("uniform::10:0")
+    assert curves.parse_run("slice:0.5:600:2") == {"kind": "slice", "budget": 0.5, "steps": 600, "seed": 2}
+    with pytest.raises(ValueError, match="a slice run needs a budget"):
+        curves.parse_run("slice::600:0")
+    with pytest.raises(ValueError, match="dense, uniform or slice"):
+        curves.parse_run("slice:0.5:600")
 
 
 def test_markdown_lists_each_point_and_the_final_scores(curves):

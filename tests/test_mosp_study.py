@@ -70,3 +70,32 @@ def test_dense_finetuned_control_is_the_dense_net_given_the_pruned_models_finetu
     shipped = [e for e in read_manifest().values() if e["preset"] == "quick" and e["role"] == "dense"]
     # the control finetunes a copy: the dense row (scored first) is still the shipped net
     assert rows["dense"]["psnr"] == pytest.approx(shipped[0]["psnr"], abs=0.01)
+
+
+def test_slice_baseline_and_finetune_helpers_reproduce_the_studys_recipe(tmp_path):
+    """``memory_blind_baseline`` + ``finetune_model`` on ``finetune_set`` (what benchmarks/mosp_curves.py's
+    slice runs use) give the study's uniform-slice row, and leave the dense net untouched."""
+    from dataclasses import replace
+
+    from ir_prune_plugin.channels.memory_baselines import estimate_peak
+    from ir_prune_plugin.studies.mosp_study import (QUICK, dense_unet, finetune_model, finetune_set,
+                                                    memory_blind_baseline)
+
+    cfg = replace(QUICK, finetune_steps=4)
+    res = run_mosp_study(tmp_path / "out", quick=True, cache_dir=tmp_path / "cache", progress=False,
+                         finetune_steps=4)
+    row = next(r for r in res["rows"] if r["method"] == "uniform-slice")
+    dense = dense_unet(cfg, tmp_path / "cache", 0, progress=False)
+    before = [t.clone() for t in dense.state_dict().values()]
+    budget = int(0.5 * estimate_peak(dense, (1, 3, *cfg.memory_size)))
+    blind = memory_blind_baseline(cfg, dense, torch.rand(2, 3, cfg.patch, cfg.patch), budget, uniform=True)
+    assert all(torch.equal(a, b) for a, b in zip(before, dense.state_dict().values()))
+    assert estimate_peak(blind.model, (1, 3, *cfg.memory_size)) <= budget
+    assert len(finetune_set(cfg, 0)) == len(finetune_set(cfg, 0, 2)) < len(finetune_set(cfg, 0, 9))
+    model = finetune_model(cfg, blind.model, finetune_set(cfg, 0), 0, cfg.finetune_steps, progress=False)
+    assert not model.training
+    assert sum(p.numel() for p in model.parameters()) == row["params"]
+    from ir_prune_plugin.data import DenoiseDataset
+    from ir_prune_plugin.loops import evaluate
+    val = DenoiseDataset("val", sigma=cfg.sigma, val_size=cfg.val_size, seed=0)
+    assert evaluate(model, val)["psnr"] == pytest.approx(row["psnr"], abs=0.02)

@@ -29,7 +29,8 @@ from torch import nn
 
 from ..archs import build_arch
 from ..channels.compactor import insert_compactors
-from ..channels.memory_baselines import estimate_peak, magnitude_prune_to_budget, uniform_width_to_budget
+from ..channels.memory_baselines import (BaselineResult, estimate_peak, magnitude_prune_to_budget,
+                                        uniform_width_to_budget)
 from ..channels.mosp import MOSPOptions, MOSPPruner
 from ..data import DenoiseDataset
 from ..loops import evaluate, fit
@@ -40,8 +41,8 @@ from ..workloads.pretrained import default_cache_dir, pretrained
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MOSPStudyConfig", "QUICK", "FULL", "denoise_key", "dense_unet", "uniform_unet", "run_study",
-           "run_mosp_study"]
+__all__ = ["MOSPStudyConfig", "QUICK", "FULL", "denoise_key", "dense_unet", "uniform_unet", "finetune_set",
+           "finetune_model", "memory_blind_baseline", "run_study", "run_mosp_study"]
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,40 @@ def uniform_unet(cfg: MOSPStudyConfig, budget: float, cache_dir: str | Path, see
     return model, uni.knob
 
 
+def finetune_set(cfg: MOSPStudyConfig, seed: int, steps: int | None = None) -> DenoiseDataset:
+    """The patches every model of study seed ``seed`` is finetuned on, enough for ``steps`` (default
+    ``cfg.finetune_steps``). The set, and so the shuffled batch stream, depends only on
+    ``max(steps, cfg.finetune_steps)``: ``replace(cfg, finetune_steps=600)`` and ``steps=600`` agree."""
+    return _train_set(cfg, seed + 1, max(steps or 0, cfg.finetune_steps))
+
+
+def finetune_model(cfg: MOSPStudyConfig, model: nn.Module, data: DenoiseDataset, seed: int, steps: int, *,
+                   progress: bool = True, desc: str = "finetune",
+                   after_step: AfterStep | None = None) -> nn.Module:
+    """Finetune ``model`` in place as the study finetunes every model of seed ``seed``: ``steps`` of
+    Adam at ``cfg.finetune_lr`` (cosine to a tenth), the study's gradient clip, on ``data``
+    (:func:`finetune_set`); returns it in eval mode. ``after_step`` as in :func:`dense_unet`."""
+    if steps > 0:
+        torch.manual_seed(seed)
+        hook = None if after_step is None else (lambda i: after_step(model, i))
+        fit(model, data, steps, lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=seed + 1,
+            progress=progress, desc=desc, clip_grad_norm=cfg.grad_clip, after_step=hook)
+    return model.eval()
+
+
+def memory_blind_baseline(cfg: MOSPStudyConfig, dense: nn.Module, example_inputs: Any, budget_bytes: int, *,
+                          uniform: bool) -> BaselineResult:
+    """The study's memory-blind L2 baseline within ``budget_bytes`` of peak at ``cfg.memory_size``:
+    global magnitude pruning, or (``uniform``) the same share of every layer ("uniform-slice"),
+    each layer keeping at least ``cfg.min_channels`` of the narrowest full-resolution width.
+    ValueError when the budget is out of reach; ``dense`` is not changed."""
+    narrowest = _full_res_channels(dense)   # the cap keeps min_channels of the narrowest layers
+    cap = min(cfg.magnitude_max_ratio, (narrowest - cfg.min_channels) / narrowest)
+    return magnitude_prune_to_budget(dense, example_inputs, budget_bytes, (1, 3, *cfg.memory_size), max_ratio=cap,
+                                     scan_step=cfg.magnitude_scan_step, iterations=cfg.magnitude_bisections,
+                                     uniform=uniform)
+
+
 def _train_set(cfg: MOSPStudyConfig, seed: int, steps: int):
     return DenoiseDataset("train", sigma=cfg.sigma, patch=cfg.patch, seed=seed,
                           length=max(steps, 1) * cfg.batch_size)
@@ -189,18 +224,16 @@ def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache
     x = torch.rand(2, 3, cfg.patch, cfg.patch)
     dense_peak = estimate_peak(dense, big)
     heldout = _heldout_loss(cfg, seed)
-    ft_set = _train_set(cfg, seed + 1, cfg.finetune_steps)
+    ft_set = finetune_set(cfg, seed)
 
     timing = {"finetune_s": 0.0}
 
     def finetune(model: nn.Module, steps: int, desc: str) -> nn.Module:
+        t = time.time()
+        finetune_model(cfg, model, ft_set, seed, steps, progress=progress, desc=desc)
         if steps > 0:
-            torch.manual_seed(seed)
-            t = time.time()
-            fit(model, ft_set, steps, lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=seed + 1,
-                progress=progress, desc=desc, clip_grad_norm=cfg.grad_clip)
             timing["finetune_s"] = (time.time() - t) * cfg.finetune_steps / steps  # per full pass
-        return model.eval()
+        return model
 
     models: dict[str, nn.Module] = {}
 
@@ -269,13 +302,9 @@ def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache
                                "widths": _widths(pruned)}))
         # memory-blind global magnitude pruning, and the same share cut from every layer
         # ("uniform-slice": a uniformly narrower net that keeps the trained weights)
-        narrowest = _full_res_channels(dense)   # the cap keeps min_channels of the narrowest layers
-        cap = min(cfg.magnitude_max_ratio, (narrowest - cfg.min_channels) / narrowest)
         for method, uniform in (("global-magnitude", False), ("uniform-slice", True)):
             try:
-                blind = magnitude_prune_to_budget(dense, x, budget_bytes, big, max_ratio=cap,
-                                                  scan_step=cfg.magnitude_scan_step,
-                                                  iterations=cfg.magnitude_bisections, uniform=uniform)
+                blind = memory_blind_baseline(cfg, dense, x, budget_bytes, uniform=uniform)
             except ValueError as exc:   # the budget may be out of reach for these rules
                 rows.append({"method": method, "budget": budget, "unreachable": str(exc)})
             else:
