@@ -3,11 +3,13 @@
 Trains the benchmark's dense SID U-Net (x0.625) or its uniform-width baseline at a budget exactly
 as ``benchmarks/mosp.py`` does (same data, seed, rate, cosine schedule, gradient clip; only the
 step count may differ) and scores the held-out photos of that seed along the way, then CBSD68 /
-Kodak24 at the end. A run is ``KIND:BUDGET:STEPS:SEED`` (KIND ``dense``, ``uniform`` or ``slice``;
-BUDGET is ignored for dense): ``uniform:0.5:1500:1`` is the 50 % uniform-width net of benchmark seed 1;
-``slice:0.5:600:1`` is that seed's uniform slice of the dense net (the benchmark's ``uniform-slice``),
-finetuned STEPS exactly as the benchmark finetunes every pruned model (its dense net comes from
-``--cache-dir``, or the shipped weights for seed 0).
+Kodak24 at the end. A run is ``KIND:BUDGET:STEPS:SEED`` (KIND ``dense``, ``uniform``, ``slice`` or
+``dense-ft``; BUDGET is ignored for dense and dense-ft): ``uniform:0.5:1500:1`` is the 50 %
+uniform-width net of benchmark seed 1; ``slice:0.5:600:1`` is that seed's uniform slice of the dense
+net (the benchmark's ``uniform-slice``) and ``dense-ft::600:1`` the dense net itself (the
+benchmark's ``dense-finetuned`` control), each finetuned STEPS exactly as the benchmark finetunes
+every pruned model, at ``--finetune-lr`` (default the benchmark's); their dense net comes from
+``--cache-dir``, or the shipped weights for seed 0.
 The trained weights go to ``--cache-dir`` under the benchmark's own key, so a later
 ``benchmarks/mosp.py --cache-dir`` run reuses them (the shipped weights are never used here:
 seed 0 retrains them, a check that they reproduce).
@@ -42,20 +44,25 @@ from ir_prune_plugin.studies.mosp_study import (FULL, dense_unet, finetune_model
                                                 memory_blind_baseline, uniform_unet)
 
 
+KINDS = ("dense", "uniform", "slice", "dense-ft")
+
+
 def parse_run(text: str) -> dict:
     """``KIND:BUDGET:STEPS:SEED`` -> dict (ValueError naming the bad part)."""
     parts = text.split(":")
-    if len(parts) != 4 or parts[0] not in ("dense", "uniform", "slice"):
-        raise ValueError(f"run {text!r}: expected KIND:BUDGET:STEPS:SEED with KIND dense, uniform or slice")
+    if len(parts) != 4 or parts[0] not in KINDS:
+        raise ValueError(f"run {text!r}: expected KIND:BUDGET:STEPS:SEED with KIND one of {', '.join(KINDS)}")
     kind, budget, steps, seed = parts
-    if kind != "dense" and not budget:
+    if kind in ("uniform", "slice") and not budget:
         raise ValueError(f"run {text!r}: a {kind} run needs a budget, e.g. {kind}:0.5:1500:0")
     return {"kind": kind, "budget": float(budget) if budget else None, "steps": int(steps), "seed": int(seed)}
 
 
-def run_curve(run: dict, cache_dir: Path, every: int, extra: dict) -> dict:
-    """Train one net as the benchmark does, scoring the seed's held-out photos every ``every`` steps."""
+def run_curve(run: dict, cache_dir: Path, every: int, extra: dict, finetune_lr: float | None = None) -> dict:
+    """Train one net as the benchmark does, scoring the seed's held-out photos every ``every`` steps
+    (``finetune_lr``: the finetune rate of slice / dense-ft runs, default the benchmark's)."""
     seed, steps = run["seed"], run["steps"]
+    ft_cfg = FULL if finetune_lr is None else replace(FULL, finetune_lr=finetune_lr)
     val = DenoiseDataset("val", sigma=FULL.sigma, val_size=FULL.val_size, seed=seed)
     curve: list[tuple[int, float]] = []
     t0 = time.time()
@@ -71,12 +78,16 @@ def run_curve(run: dict, cache_dir: Path, every: int, extra: dict) -> dict:
         model = dense_unet(replace(FULL, pretrain_steps=steps), cache_dir, seed, shipped=False,
                            after_step=after_step)
         width = FULL.width
+    elif run["kind"] == "dense-ft":
+        model = finetune_model(ft_cfg, dense_unet(FULL, cache_dir, seed), finetune_set(FULL, seed, steps), seed,
+                               steps, desc="finetune dense", after_step=after_step)
+        width = FULL.width
     elif run["kind"] == "slice":
         dense = dense_unet(FULL, cache_dir, seed)
         budget_bytes = int(run["budget"] * estimate_peak(dense, (1, 3, *FULL.memory_size)))
         blind = memory_blind_baseline(FULL, dense, torch.rand(2, 3, FULL.patch, FULL.patch), budget_bytes,
                                       uniform=True)
-        model = finetune_model(FULL, blind.model, finetune_set(FULL, seed, steps), seed, steps,
+        model = finetune_model(ft_cfg, blind.model, finetune_set(FULL, seed, steps), seed, steps,
                                desc="finetune uniform-slice", after_step=after_step)
         width = FULL.width * (1 - blind.knob)
     else:
@@ -87,6 +98,8 @@ def run_curve(run: dict, cache_dir: Path, every: int, extra: dict) -> dict:
         logging.warning("%s: weights already in %s, no curve recorded", run, cache_dir)
     final = {"psnr": evaluate(model, val)["psnr"],
              **{f"psnr_{k}": evaluate(model, d)["psnr"] for k, d in extra.items()}}
+    if run["kind"] in ("slice", "dense-ft"):
+        run = {**run, "finetune_lr": ft_cfg.finetune_lr}
     return {**run, "width": width, "params": sum(p.numel() for p in model.parameters()),
             "curve": curve, "final": final, "seconds": round(time.time() - t0, 1)}
 
@@ -98,7 +111,8 @@ def curves_markdown(results: list[dict]) -> str:
     for r in results:
         pts = ", ".join(f"{s}: {p:.2f}" for s, p in r["curve"]) or "(cached)"
         f = r["final"]
-        lines.append(f"| {r['kind']} x{r['width']:.3f} | {r['budget'] or '-'} | {r['seed']} | {r['steps']} | "
+        lr = f", finetune lr {r['finetune_lr']:g}" if "finetune_lr" in r else ""
+        lines.append(f"| {r['kind']} x{r['width']:.3f}{lr} | {r['budget'] or '-'} | {r['seed']} | {r['steps']} | "
                      f"{r['params']:,} | {pts} | {f['psnr']:.2f} | {f.get('psnr_CBSD68', float('nan')):.2f} | "
                      f"{f.get('psnr_Kodak24', float('nan')):.2f} |")
     return "\n".join(lines) + "\n"
@@ -114,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--finetune-lr", type=float, default=None,
+                        help=f"finetune rate of slice / dense-ft runs (default the benchmark's {FULL.finetune_lr:g})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -122,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
     for run in args.runs:
-        result = run_curve(run, args.cache_dir, args.every, extra)
-        name = f"{run['kind']}_{run['budget'] or ''}_{run['steps']}_s{run['seed']}.json"
+        result = run_curve(run, args.cache_dir, args.every, extra, args.finetune_lr)
+        lr = "" if args.finetune_lr is None or run["kind"] in ("dense", "uniform") else f"_lr{args.finetune_lr:g}"
+        name = f"{run['kind']}_{run['budget'] or ''}_{run['steps']}_s{run['seed']}{lr}.json"
         (args.out / name).write_text(json.dumps(result, indent=2))
         results.append(result)
         (args.out / "curves.md").write_text(curves_markdown(results))

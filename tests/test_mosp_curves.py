@@ -27,7 +27,8 @@ def test_run_specs_parse_and_bad_ones_name_the_format(curves):
     assert curves.parse_run("slice:0.5:600:2") == {"kind": "slice", "budget": 0.5, "steps": 600, "seed": 2}
     with pytest.raises(ValueError, match="a slice run needs a budget"):
         curves.parse_run("slice::600:0")
-    with pytest.raises(ValueError, match="dense, uniform or slice"):
+    assert curves.parse_run("dense-ft::1200:1")["kind"] == "dense-ft"
+    with pytest.raises(ValueError, match="one of dense, uniform, slice, dense-ft"):
         curves.parse_run("slice:0.5:600")
 
 
@@ -37,3 +38,5 @@ def test_markdown_lists_each_point_and_the_final_scores(curves):
     md = curves.curves_markdown([run, {**run, "curve": []}])
     assert "| uniform x0.297 | 0.5 | 2 | 300 | 684,384 | 150: 24.95, 300: 27.16 | 27.16 | 26.00 | nan |" in md
     assert "(cached)" in md.splitlines()[-1]
+    tuned = curves.curves_markdown([{**run, "kind": "dense-ft", "budget": None, "finetune_lr": 5e-4}])
+    assert "| dense-ft x0.297, finetune lr 0.0005 | - | 2 |" in tuned
