@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--width", type=float, default=FULL.width)
     parser.add_argument("--pretrain-steps", type=int, default=FULL.pretrain_steps)
+    parser.add_argument("--patch", type=int, default=FULL.patch,
+                        help="training patch of every net (pretraining, finetunes, uniform width)")
+    parser.add_argument("--batch-size", type=int, default=FULL.batch_size)
     parser.add_argument("--finetune-steps", type=int, default=BENCH_FINETUNE_STEPS,
                         help="finetune steps of every pruned model (and of the dense-finetuned control); "
                              f"the demo's {FULL.finetune_steps} leave the pruned nets finetune-limited")
@@ -168,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out / f"seed{seed}"
         result = run_mosp_study(out, quick=False, seed=seed, cache_dir=args.cache_dir or args.out / "cache",
                                 progress=True, extra_eval=extra, keep_models=not args.no_rss,
-                                pretrain_seed=args.pretrain_seed, width=args.width,
+                                pretrain_seed=args.pretrain_seed, width=args.width, patch=args.patch,
+                                batch_size=args.batch_size,
                                 pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps,
                                 compactor_finetune_steps=args.compactor_finetune_steps,
                                 loop_finetune_steps=args.loop_finetune_steps, budgets=tuple(args.budgets),
@@ -219,11 +223,22 @@ def merge_runs(runs: list[dict]) -> list[dict]:
     return [merged[s] for s in sorted(merged)]
 
 
+def collapsed(run: dict, row: dict) -> bool:
+    """A row whose training collapsed: under the noisy input's PSNR on the held-out photos (older
+    runs without ``noisy_psnr``: under the noise level's 20 log10(255 / sigma))."""
+    noisy = run.get("noisy_psnr")
+    if noisy is None and "sigma" in run.get("config", {}):
+        noisy = 20 * np.log10(255 / run["config"]["sigma"])
+    return bool(row.get("collapsed")) or (noisy is not None and "psnr" in row and row["psnr"] < noisy)
+
+
 def aggregate(runs: list[dict], columns: list[str]) -> list[dict]:
-    """Per (method, budget): mean and sample std over the runs of each column (rows in first-run order)."""
+    """Per (method, budget): mean and sample std over the runs of each column (rows in first-run order).
+    Rows that did not reach the budget or whose training :func:`collapsed` are counted, not averaged."""
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
         for row in run["rows"]:
+            row = {**row, "collapsed": True} if collapsed(run, row) else row
             groups.setdefault((row["method"], row["budget"]), []).append(row)
     summary = []
     for (method, budget), rows in groups.items():
@@ -231,6 +246,9 @@ def aggregate(runs: list[dict], columns: list[str]) -> list[dict]:
         if any("unreachable" in r for r in rows):
             entry["unreachable"] = next(r["unreachable"] for r in rows if "unreachable" in r)
             entry["unreachable_n"] = sum("unreachable" in r for r in rows)   # the means are over the rest
+        if any(r.get("collapsed") for r in rows):
+            entry["collapsed_n"] = sum(bool(r.get("collapsed")) for r in rows)
+            rows = [r for r in rows if not r.get("collapsed")]
         for col in columns + ["peak_mb_est", "macs_g", "params", "full_res_channels"]:
             vals = [float(r[col]) for r in rows if r.get(col) is not None]
             if vals:
@@ -253,7 +271,8 @@ MARGINS = (("MOSP − dense", ("mosp",), ("dense",)),
 
 
 def _best(run: dict, methods: tuple[str, ...], budget: float, col: str) -> float | None:
-    vals = [r[col] for r in run["rows"] if r["method"] in methods and col in r and r["budget"] in (budget, None)]
+    vals = [r[col] for r in run["rows"] if r["method"] in methods and col in r and r["budget"] in (budget, None)
+            and not collapsed(run, r)]
     return max(vals) if vals else None
 
 
@@ -314,6 +333,10 @@ def markdown(summary: list[dict], columns: list[str], command: str, seeds: int) 
     lines = [f"`{command}` ({seeds} seeds, mean ± std)", "", "| " + " | ".join(head) + " |",
              "|" + "---|" * len(head)]
     for e in summary:
+        if e.get("collapsed_n") == e["n"]:
+            lines.append(f"| {e['method']} | {'-' if e['budget'] is None else format(e['budget'], 'g')} | "
+                         "collapsed under the noisy input in every seed |" + " |" * (len(head) - 3))
+            continue
         if "unreachable" in e and "psnr" not in e:
             lines.append(f"| {e['method']} | {e['budget']:g} | cannot reach the budget |" + " |" * (len(head) - 3))
             continue
@@ -321,6 +344,9 @@ def markdown(summary: list[dict], columns: list[str], command: str, seeds: int) 
         cells += [f"{e[c]:.2f} ± {e[c + '_std']:.2f}" if c in e else "-" for c in columns]
         if e.get("unreachable_n"):   # reached in some seeds only: say over how many the mean is
             cells[2] += f" ({e['n'] - e['unreachable_n']} of {e['n']} seeds reach the budget)"
+        if e.get("collapsed_n"):
+            cells[2] += (f" ({e['collapsed_n']} of {e['n']} seeds collapsed under the noisy input, "
+                         "not averaged)")
         cells += [f"{e['peak_mb_est']:.1f}", f"{e['macs_g']:.1f}",
                   f"{e['full_res_channels']:.0f}" if "full_res_channels" in e else "-"]
         lines.append("| " + " | ".join(cells) + " |")

@@ -8,8 +8,9 @@ Kodak24 at the end. A run is ``KIND:BUDGET:STEPS:SEED`` (KIND ``dense``, ``unifo
 uniform-width net of benchmark seed 1; ``slice:0.5:600:1`` is that seed's uniform slice of the dense
 net (the benchmark's ``uniform-slice``) and ``dense-ft::600:1`` the dense net itself (the
 benchmark's ``dense-finetuned`` control), each finetuned STEPS exactly as the benchmark finetunes
-every pruned model, at ``--finetune-lr`` (default the benchmark's); their dense net comes from
-``--cache-dir``, or the shipped weights for seed 0.
+every pruned model; their dense net comes from ``--cache-dir``, or the shipped weights for seed 0.
+``--lr``, ``--patch`` and ``--batch-size`` change each run's own training (a dense net trained
+otherwise is cached under another key), for stability checks.
 The trained weights go to ``--cache-dir`` under the benchmark's own key, so a later
 ``benchmarks/mosp.py --cache-dir`` run reuses them (the shipped weights are never used here:
 seed 0 retrains them, a check that they reproduce).
@@ -58,11 +59,15 @@ def parse_run(text: str) -> dict:
     return {"kind": kind, "budget": float(budget) if budget else None, "steps": int(steps), "seed": int(seed)}
 
 
-def run_curve(run: dict, cache_dir: Path, every: int, extra: dict, finetune_lr: float | None = None) -> dict:
+def run_curve(run: dict, cache_dir: Path, every: int, extra: dict, lr: float | None = None,
+              patch: int | None = None, batch_size: int | None = None) -> dict:
     """Train one net as the benchmark does, scoring the seed's held-out photos every ``every`` steps
-    (``finetune_lr``: the finetune rate of slice / dense-ft runs, default the benchmark's)."""
+    (``lr``, ``patch``, ``batch_size``: this run's own training, pretraining or finetune; default the
+    benchmark's)."""
     seed, steps = run["seed"], run["steps"]
-    ft_cfg = FULL if finetune_lr is None else replace(FULL, finetune_lr=finetune_lr)
+    changes = {k: v for k, v in (("pretrain_lr", lr), ("finetune_lr", lr), ("patch", patch),
+                                 ("batch_size", batch_size)) if v is not None}
+    tuned = replace(FULL, **changes)
     val = DenoiseDataset("val", sigma=FULL.sigma, val_size=FULL.val_size, seed=seed)
     curve: list[tuple[int, float]] = []
     t0 = time.time()
@@ -75,11 +80,11 @@ def run_curve(run: dict, cache_dir: Path, every: int, extra: dict, finetune_lr: 
             logging.info("%s step %d: %.2f dB", run["kind"], i + 1, curve[-1][1])
 
     if run["kind"] == "dense":
-        model = dense_unet(replace(FULL, pretrain_steps=steps), cache_dir, seed, shipped=False,
+        model = dense_unet(replace(tuned, pretrain_steps=steps), cache_dir, seed, shipped=False,
                            after_step=after_step)
         width = FULL.width
     elif run["kind"] == "dense-ft":
-        model = finetune_model(ft_cfg, dense_unet(FULL, cache_dir, seed), finetune_set(FULL, seed, steps), seed,
+        model = finetune_model(tuned, dense_unet(FULL, cache_dir, seed), finetune_set(tuned, seed, steps), seed,
                                steps, desc="finetune dense", after_step=after_step)
         width = FULL.width
     elif run["kind"] == "slice":
@@ -87,19 +92,18 @@ def run_curve(run: dict, cache_dir: Path, every: int, extra: dict, finetune_lr: 
         budget_bytes = int(run["budget"] * estimate_peak(dense, (1, 3, *FULL.memory_size)))
         blind = memory_blind_baseline(FULL, dense, torch.rand(2, 3, FULL.patch, FULL.patch), budget_bytes,
                                       uniform=True)
-        model = finetune_model(ft_cfg, blind.model, finetune_set(FULL, seed, steps), seed, steps,
+        model = finetune_model(tuned, blind.model, finetune_set(tuned, seed, steps), seed, steps,
                                desc="finetune uniform-slice", after_step=after_step)
         width = FULL.width * (1 - blind.knob)
     else:
-        cfg = replace(FULL, pretrain_steps=steps - FULL.finetune_steps)
+        cfg = replace(tuned, pretrain_steps=steps - FULL.finetune_steps)
         model, knob = uniform_unet(cfg, run["budget"], cache_dir, seed, shipped=False, after_step=after_step)
         width = FULL.width * knob
     if not curve:
         logging.warning("%s: weights already in %s, no curve recorded", run, cache_dir)
     final = {"psnr": evaluate(model, val)["psnr"],
              **{f"psnr_{k}": evaluate(model, d)["psnr"] for k, d in extra.items()}}
-    if run["kind"] in ("slice", "dense-ft"):
-        run = {**run, "finetune_lr": ft_cfg.finetune_lr}
+    run = {**run, **{k: v for k, v in (("lr", lr), ("patch", patch), ("batch_size", batch_size)) if v is not None}}
     return {**run, "width": width, "params": sum(p.numel() for p in model.parameters()),
             "curve": curve, "final": final, "seconds": round(time.time() - t0, 1)}
 
@@ -111,7 +115,7 @@ def curves_markdown(results: list[dict]) -> str:
     for r in results:
         pts = ", ".join(f"{s}: {p:.2f}" for s, p in r["curve"]) or "(cached)"
         f = r["final"]
-        lr = f", finetune lr {r['finetune_lr']:g}" if "finetune_lr" in r else ""
+        lr = "".join(f", {k} {r[k]:g}" for k in ("lr", "patch", "batch_size") if k in r)
         lines.append(f"| {r['kind']} x{r['width']:.3f}{lr} | {r['budget'] or '-'} | {r['seed']} | {r['steps']} | "
                      f"{r['params']:,} | {pts} | {f['psnr']:.2f} | {f.get('psnr_CBSD68', float('nan')):.2f} | "
                      f"{f.get('psnr_Kodak24', float('nan')):.2f} |")
@@ -128,8 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--finetune-lr", type=float, default=None,
-                        help=f"finetune rate of slice / dense-ft runs (default the benchmark's {FULL.finetune_lr:g})")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="rate of every run's training (dense / uniform: pretraining, slice / dense-ft: "
+                             f"finetune); default the benchmark's {FULL.pretrain_lr:g} / {FULL.finetune_lr:g}")
+    parser.add_argument("--patch", type=int, default=None, help=f"training patch (default {FULL.patch})")
+    parser.add_argument("--batch-size", type=int, default=None, help=f"training batch (default {FULL.batch_size})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -138,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
     for run in args.runs:
-        result = run_curve(run, args.cache_dir, args.every, extra, args.finetune_lr)
-        lr = "" if args.finetune_lr is None or run["kind"] in ("dense", "uniform") else f"_lr{args.finetune_lr:g}"
+        result = run_curve(run, args.cache_dir, args.every, extra, args.lr, args.patch, args.batch_size)
+        lr = "".join(f"_{k}{v:g}" for k, v in (("lr", args.lr), ("p", args.patch), ("bs", args.batch_size))
+                     if v is not None)
         name = f"{run['kind']}_{run['budget'] or ''}_{run['steps']}_s{run['seed']}{lr}.json"
         (args.out / name).write_text(json.dumps(result, indent=2))
         results.append(result)

@@ -107,3 +107,28 @@ def test_standard_test_sets_load_as_noisy_pairs(bench, shared_data):
     assert item["lq"].shape == item["gt"].shape == (3, 64, 64)
     noise = (item["lq"] - item["gt"]).std().item() * 255
     assert 20 < noise < 30   # sigma = 25 on the 0-255 scale
+
+
+def test_a_collapsed_training_is_counted_not_averaged(bench):
+    """A row under the noisy input (a failed training) is named in the table and left out of the
+    means and of the paired margins instead of dragging them by 10 dB."""
+    runs = []
+    for seed, ft in enumerate([30.4, 20.1, 30.0]):
+        run = _run(seed, 30.2, 29.0)
+        run["noisy_psnr"] = 20.2
+        run["rows"].insert(1, {"method": "dense-finetuned", "budget": None, "psnr": ft, "peak_mb_est": 100.0,
+                               "macs_g": 10.0, "params": 9})
+        runs.append(run)
+    by = {(e["method"], e["budget"]): e for e in bench.aggregate(runs, ["psnr"])}
+    assert by[("dense-finetuned", None)]["psnr"] == pytest.approx(30.2)
+    assert by[("dense-finetuned", None)]["collapsed_n"] == 1 and by[("dense-finetuned", None)]["n"] == 3
+    assert "collapsed_n" not in by[("mosp", 0.5)]
+    md = bench.markdown(list(by.values()), ["psnr"], "cmd", 3)
+    assert "| dense-finetuned | - | 30.20 ± 0.28 (1 of 3 seeds collapsed under the noisy input, not averaged) |" in md
+    margin = {(e["margin"], e["budget"]): e for e in bench.margins(runs, ["psnr"])}
+    assert margin[("MOSP − dense finetuned the same steps", 0.5)]["n"] == 2
+    assert margin[("MOSP − dense finetuned the same steps", 0.5)]["psnr"] == pytest.approx((-0.2 + 0.2) / 2)
+    # without noisy_psnr, the noise level of the run's sigma decides (25: 20.17 dB)
+    old = {"seed": 0, "config": {"sigma": 25.0}, "rows": [{"method": "dense", "budget": None, "psnr": 20.1}]}
+    assert bench.collapsed(old, old["rows"][0])
+    assert not bench.collapsed({**old, "config": {}}, old["rows"][0])

@@ -38,5 +38,5 @@ def test_markdown_lists_each_point_and_the_final_scores(curves):
     md = curves.curves_markdown([run, {**run, "curve": []}])
     assert "| uniform x0.297 | 0.5 | 2 | 300 | 684,384 | 150: 24.95, 300: 27.16 | 27.16 | 26.00 | nan |" in md
     assert "(cached)" in md.splitlines()[-1]
-    tuned = curves.curves_markdown([{**run, "kind": "dense-ft", "budget": None, "finetune_lr": 5e-4}])
-    assert "| dense-ft x0.297, finetune lr 0.0005 | - | 2 |" in tuned
+    tuned = curves.curves_markdown([{**run, "kind": "dense-ft", "budget": None, "lr": 5e-4}])
+    assert "| dense-ft x0.297, lr 0.0005 | - | 2 |" in tuned

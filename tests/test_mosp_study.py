@@ -99,3 +99,11 @@ def test_slice_baseline_and_finetune_helpers_reproduce_the_studys_recipe(tmp_pat
     from ir_prune_plugin.loops import evaluate
     val = DenoiseDataset("val", sigma=cfg.sigma, val_size=cfg.val_size, seed=0)
     assert evaluate(model, val)["psnr"] == pytest.approx(row["psnr"], abs=0.02)
+
+
+def test_a_dense_net_that_does_not_beat_the_noisy_input_is_refused_before_any_pruning(tmp_path):
+    """A failed dense training (here: one step) stops the study with the PSNRs and what to do."""
+    with pytest.raises(RuntimeError, match=r"dense net \(pretrain seed 3, 1 steps.*noisy input.*training failed"):
+        run_mosp_study(tmp_path / "out", quick=True, seed=3, cache_dir=tmp_path / "cache", progress=False,
+                       pretrain_steps=1)
+    assert not (tmp_path / "out" / "mosp_study.json").exists()

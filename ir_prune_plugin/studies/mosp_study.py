@@ -89,6 +89,10 @@ class MOSPStudyConfig:
     # "dense-finetuned"): a pruned model has had pretraining + finetune steps, so "within x dB of
     # dense" is only about pruning against a dense net given those steps too
     dense_finetune: bool = False
+    # the dense net must beat the noisy input by this much before anything is pruned (a failed
+    # training would make every comparison against it meaningless); trained rows under the noisy
+    # input are marked ``"collapsed": true``
+    min_gain_db: float = 1.0
 
 
 FULL = MOSPStudyConfig()
@@ -236,6 +240,7 @@ def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache
         return model
 
     models: dict[str, nn.Module] = {}
+    noisy: float | None = None   # the noisy input's PSNR, once the dense row is scored
 
     def score(method: str, budget: float | None, model: nn.Module, steps: int, extra: dict | None = None) -> dict:
         q = evaluate(model, val)
@@ -252,9 +257,22 @@ def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache
         if keep_models:
             models[f"{method}@{budget}"] = model
         log.info("%s @ %s: %.2f dB, %.1f MiB", method, budget, row["psnr"], row["peak_mb_est"])
+        if noisy is not None and row["psnr"] < noisy:
+            row["collapsed"] = True
+            log.warning("%s @ %s scores %.2f dB, under the noisy input's %.2f dB: its training collapsed",
+                        method, budget, row["psnr"], noisy)
         return row
 
     rows = [score("dense", None, dense, 0)]
+    noisy = evaluate(None, val)["psnr"]
+    if rows[0]["psnr"] < noisy + cfg.min_gain_db:
+        raise RuntimeError(
+            f"the dense net (pretrain seed {pseed}, {cfg.pretrain_steps} steps, cached in {cache}) scores "
+            f"{rows[0]['psnr']:.2f} dB on the held-out photos against {noisy:.2f} dB for the noisy input "
+            f"itself: its training failed, so no comparison against it would mean anything. Delete its "
+            f"weights and train with another seed, or on larger patches than {cfg.patch} px (a U-Net trained "
+            f"on small patches can learn features that fail on whole images; "
+            f"benchmarks/results/mosp/INVESTIGATION.md (e))")
     if cfg.dense_finetune:
         rows.append(score("dense-finetuned", None,
                           finetune(copy.deepcopy(dense), cfg.finetune_steps, "finetune dense"), cfg.finetune_steps))
@@ -317,7 +335,7 @@ def run_study(cfg: MOSPStudyConfig, out_dir: str | Path, *, seed: int = 0, cache
                           {"width_factor": round(knob, 4), "full_res_channels": _full_res_channels(uni),
                            "widths": _widths(uni)}))
     result = {"config": _cfg_dict(cfg), "seed": seed, "pretrain_seed": pseed,
-              "dense_peak_mb": dense_peak / 2 ** 20, "rows": rows,
+              "dense_peak_mb": dense_peak / 2 ** 20, "noisy_psnr": noisy, "rows": rows,
               "memory_note": (f"peak_mb_est: liveness estimate at 1x3x{cfg.memory_size[0]}x{cfg.memory_size[1]}; "
                               f"peak_mb_measured_small: measured ('scheduled') at 1x3x{cfg.measure_size[0]}x"
                               f"{cfg.measure_size[1]}, next to its estimate peak_mb_est_small"),

@@ -1,0 +1,69 @@
+"""Does a dense net of the MOSP benchmark hold up on inputs larger than its training patches?
+
+Scores the held-out photos of each seed centre-cropped to several sizes (32 px = the benchmark's
+training patch, up to the 192 px of its tables) with the cached dense net of that seed, beside the
+noisy input at the same crop. A net whose PSNR falls under the noisy input's as the crop grows has
+learned features of its small training patches that fail on whole images (the "collapses" of
+``benchmarks/results/mosp/INVESTIGATION.md`` (e)); training loss does not show it.
+
+    python benchmarks/mosp_crop_check.py --cache-dir C --seeds 0 1 2 [--patch 64 --batch-size 2]
+
+Only cached (or, for seed 0 at the defaults, shipped) nets are scored: a seed without weights in
+``--cache-dir`` is reported missing, never trained here.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ir_prune_plugin.data import DenoiseDataset  # noqa: E402
+from ir_prune_plugin.loops import evaluate  # noqa: E402
+from ir_prune_plugin.studies.mosp_study import FULL, MOSPStudyConfig, denoise_key, dense_unet  # noqa: E402
+from ir_prune_plugin.workloads.pretrained import weights_name  # noqa: E402
+from ir_prune_plugin.workloads.shipped import shipped_file  # noqa: E402
+
+
+def crop_scores(model: torch.nn.Module | None, sigma: float, seed: int, crops: list[int]) -> dict[int, float]:
+    """Mean PSNR on the seed's held-out photos centre-cropped to each size (``None``: the noisy input)."""
+    return {c: evaluate(model, DenoiseDataset("val", sigma=sigma, val_size=c, seed=seed))["psnr"] for c in crops}
+
+
+def check(cfg: MOSPStudyConfig, cache_dir: Path, seeds: list[int], crops: list[int]) -> str:
+    """A Markdown table: per seed, the dense net's PSNR (and the noisy input's) at each crop size."""
+    head = "| seed | " + " | ".join(f"{c} px: net / noisy" for c in crops) + " |"
+    lines = [head, "|" + "---|" * (len(crops) + 1)]
+    for seed in seeds:
+        name = weights_name({"type": "sid_unet", "width": cfg.width}, denoise_key(cfg, seed, cfg.pretrain_steps))
+        if not (cache_dir / name).exists() and shipped_file(name) is None:
+            lines.append(f"| {seed} | no weights in {cache_dir} |" + " |" * (len(crops) - 1))
+            continue
+        net = dense_unet(cfg, cache_dir, seed, progress=False).eval()
+        with torch.no_grad():
+            got, noisy = crop_scores(net, cfg.sigma, seed, crops), crop_scores(None, cfg.sigma, seed, crops)
+        lines.append(f"| {seed} | " + " | ".join(f"{got[c]:.2f} / {noisy[c]:.2f}" for c in crops) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache-dir", required=True, type=Path)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--crops", type=int, nargs="+", default=[32, 64, 96, 192])
+    parser.add_argument("--patch", type=int, default=FULL.patch)
+    parser.add_argument("--batch-size", type=int, default=FULL.batch_size)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(check(replace(FULL, patch=args.patch, batch_size=args.batch_size), args.cache_dir, args.seeds, args.crops))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
