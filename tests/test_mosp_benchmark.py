@@ -1,19 +1,13 @@
 """benchmarks/mosp.py: mean +- std over seeds per (method, budget), and the standard test sets."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_mosp", ROOT / "benchmarks" / "mosp.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("mosp")
 
 
 def _run(seed, mosp, uniform):

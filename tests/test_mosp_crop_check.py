@@ -1,20 +1,11 @@
 """benchmarks/mosp_crop_check.py: a dense net scored at several crop sizes, missing weights reported, never trained."""
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def crop_check():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("bench_mosp_crop_check", ROOT / "benchmarks" / "mosp_crop_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("mosp_crop_check")
 
 
 def test_shipped_quick_net_is_scored_per_crop_and_a_seed_without_weights_is_not_trained(crop_check, tmp_path):

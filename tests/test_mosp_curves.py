@@ -1,20 +1,11 @@
 """benchmarks/mosp_curves.py: run specs are checked up front, the table lists every recorded point."""
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def curves():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("bench_mosp_curves", ROOT / "benchmarks" / "mosp_curves.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("mosp_curves")
 
 
 def test_run_specs_parse_and_bad_ones_name_the_format(curves):
