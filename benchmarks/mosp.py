@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patch", type=int, default=FULL.patch,
                         help="training patch of every net (pretraining, finetunes, uniform width)")
     parser.add_argument("--batch-size", type=int, default=FULL.batch_size)
+    parser.add_argument("--pretrain-lr", type=float, default=FULL.pretrain_lr,
+                        help="rate of the dense and uniform-width trainings")
+    parser.add_argument("--finetune-lr", type=float, default=FULL.finetune_lr, help="rate of every finetune")
     parser.add_argument("--finetune-steps", type=int, default=BENCH_FINETUNE_STEPS,
                         help="finetune steps of every pruned model (and of the dense-finetuned control); "
                              f"the demo's {FULL.finetune_steps} leave the pruned nets finetune-limited")
@@ -172,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         result = run_mosp_study(out, quick=False, seed=seed, cache_dir=args.cache_dir or args.out / "cache",
                                 progress=True, extra_eval=extra, keep_models=not args.no_rss,
                                 pretrain_seed=args.pretrain_seed, width=args.width, patch=args.patch,
-                                batch_size=args.batch_size,
+                                batch_size=args.batch_size, pretrain_lr=args.pretrain_lr,
+                                finetune_lr=args.finetune_lr,
                                 pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps,
                                 compactor_finetune_steps=args.compactor_finetune_steps,
                                 loop_finetune_steps=args.loop_finetune_steps, budgets=tuple(args.budgets),
