@@ -82,3 +82,26 @@ def test_fit_clips_the_gradient_norm_and_rejects_a_bad_clip(monkeypatch):
     fit(model, batch, 1, progress=False)
     assert len(norms) == 3
     assert max(norms[:2]) <= 1e-3 * 1.0001 < 1e-2 < norms[2]
+
+
+def test_pretrain_never_writes_a_net_worse_than_the_noisy_input(tmp_path, capsys, monkeypatch):
+    """A collapsed training (fault injected: the trained dense net's weights blown up x30) stops the
+    command with the PSNRs; nothing is written, not even the output folder."""
+    import ir_prune_plugin.commands.pretrain as pretrain
+
+    real = pretrain.dense_unet
+
+    def collapsed(*args, **kwargs):
+        model = real(*args, **kwargs)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(30.0)
+        return model
+
+    monkeypatch.setattr(pretrain, "dense_unet", collapsed)
+    out = tmp_path / "weights"
+    rc = main(["pretrain", "--preset", "quick", "--pretrain-steps", "3", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc != 0
+    assert "the dense net" in err and "for the noisy input itself: its training collapsed" in err
+    assert "Try another --seed" in err and not out.exists()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -47,7 +48,6 @@ def run(args: argparse.Namespace) -> int:
                                    finetune_steps=args.finetune_steps)
     cfg = study_config(demo)
     out = args.out if args.out is not None else SHIPPED_DIR
-    out.mkdir(parents=True, exist_ok=True)
     val = DenoiseDataset("val", sigma=cfg.sigma, val_size=cfg.val_size, seed=demo.seed)
     noisy = evaluate(None, val)["psnr"]
     command = "irprune pretrain " + shlex.join(
@@ -55,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
                                        (("seed", args.seed), ("pretrain_steps", args.pretrain_steps),
                                         ("finetune_steps", args.finetune_steps)) if v is not None])
     jobs = [("dense", None)] + ([] if args.no_uniform else [("uniform-width", b) for b in cfg.budgets])
+    staged: list[tuple[Path, str, dict]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        cache = args.cache_dir if args.cache_dir is not None else Path(tmp)
+        cache = args.cache_dir if args.cache_dir is not None else Path(tmp) / "cache"
         for role, budget in jobs:
             t = time.time()
             if budget is None:
@@ -68,15 +69,24 @@ def run(args: argparse.Namespace) -> int:
             arch = {"type": "sid_unet", "width": float(model.width)}
             key = denoise_key(cfg, demo.seed, steps)
             filename = weights_name(arch, key)
-            path = save_fp16(model, out / filename)
+            path = save_fp16(model, Path(tmp) / "staged" / filename)   # written to ``out`` only if all pass
             reloaded = load_state(type(model)(width=model.width), path)   # score what ships (fp16)
             q = evaluate(reloaded, val)
-            record(out, filename, {
+            if q["psnr"] < noisy:   # a collapsed training (INVESTIGATION (e)): never ship it
+                raise ValueError(
+                    f"the {role} net ({filename}, seed {demo.seed}) scores {q['psnr']:.2f} dB against "
+                    f"{noisy:.2f} dB for the noisy input itself: its training collapsed; nothing was written "
+                    f"to {out}. Try another --seed (see benchmarks/results/mosp/INVESTIGATION.md (e))")
+            staged.append((path, filename, {
                 "role": role, "budget": budget, "width_factor": round(factor, 4), "arch": arch, "key": key,
                 "preset": args.preset, "command": command, "seconds": round(time.time() - t, 1),
                 "val": {"sigma": cfg.sigma, "val_size": cfg.val_size, "seed": demo.seed},
-                "psnr": round(q["psnr"], 4), "ssim": round(q["ssim"], 5), "noisy_psnr": round(noisy, 4)})
+                "psnr": round(q["psnr"], 4), "ssim": round(q["ssim"], 5), "noisy_psnr": round(noisy, 4)}))
             print(f"{role}{'' if budget is None else f' @{budget:g} memory'}: {filename} "
                   f"{q['psnr']:.2f} dB (noisy input {noisy:.2f} dB)")
+        out.mkdir(parents=True, exist_ok=True)
+        for path, filename, entry in staged:
+            shutil.copyfile(path, out / filename)
+            record(out, filename, entry)
     print(f"weights and manifest.json in {out}")
     return 0
