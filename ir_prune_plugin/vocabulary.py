@@ -18,8 +18,8 @@ from torch import nn
 
 __all__ = [
     "CHANNEL_PRUNABLE_TYPES", "Compactor", "MIB", "NM_PRUNABLE_TYPES", "PLAN_ATTR", "SITES_ATTR",
-    "SPEC_ATTR", "TokenCompactor", "as_tuple", "channel_dim", "format_bytes", "format_hw", "in_channels", "is_nm_prunable", "out_channels", "pad_to_multiple",
-    "parse_hw",
+    "SPEC_ATTR", "TokenCompactor", "as_tuple", "channel_dim", "format_bytes", "format_hw", "in_channels",
+    "is_nm_prunable", "out_channels", "pad_to_multiple", "parse_hw",
 ]
 
 # --------------------------------------------------------------------------- model attributes

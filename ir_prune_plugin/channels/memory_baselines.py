@@ -23,6 +23,7 @@ from ..memory import estimate_peak_memory
 from ..memory.groups import GroupCost
 from ..vocabulary import CHANNEL_PRUNABLE_TYPES, format_bytes, out_channels
 from .magnitude import bisect_ratio, magnitude_prune
+from .safety import check_forward, reference_shapes
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +135,13 @@ def magnitude_prune_to_budget(model: nn.Module, example_inputs: Any, budget_byte
 
     Works on copies; the caller's ``model`` is unchanged. ``max_ratio`` caps any one layer's
     pruning (Torch-Pruning's ``max_pruning_ratio``). ``uniform=True`` removes the same share of
-    every layer's channels instead (a uniformly narrower net sliced from the trained one).
+    every layer's channels instead (a uniformly narrower net sliced from the trained one). The
+    chosen net must run in train and eval mode with the dense net's output shapes
+    (:class:`~.safety.BrokenForwardError` otherwise).
     """
     if not 0 < max_ratio < 1:
         raise ValueError(f"max_ratio must lie in (0, 1), got {max_ratio!r}")
+    shapes = reference_shapes(model, example_inputs)
     names = list(ignored_layers)
     peak_of = LinearPeak(model, memory_input_size)
 
@@ -163,6 +167,8 @@ def magnitude_prune_to_budget(model: nn.Module, example_inputs: Any, budget_byte
                          "the large early feature maps)")
     best, _ = bisect_ratio(attempt, lambda r: r.peak_bytes <= budget_bytes, lo, best.knob, iterations, best=best)
     best = _confirmed(best, memory_input_size, budget_bytes)
+    check_forward(best.model, example_inputs, shapes,
+                  change=f"{'uniform' if uniform else 'global'} magnitude pruning at ratio {best.knob:.4f}")
     log.info("%s magnitude ratio %.4f: peak %s (budget %s)", "uniform" if uniform else "global", best.knob,
              format_bytes(best.peak_bytes), format_bytes(budget_bytes))
     return best
