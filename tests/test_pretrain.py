@@ -33,6 +33,21 @@ def test_pretrain_command_trains_and_records_what_it_ships(tmp_path, capsys):
     assert "irprune pretrain --preset=quick" in dense["command"]
 
 
+def test_pretrain_replaces_the_weights_of_an_older_recipe(tmp_path, capsys):
+    out = tmp_path / "weights"
+    args = ["pretrain", "--preset", "quick", "--finetune-steps", "1", "--out", str(out), "--no-progress"]
+    assert main(args + ["--pretrain-steps", "2"]) == 0
+    first = json.loads((out / "manifest.json").read_text())
+    (out / "notes.txt").write_text("a user's file")
+    assert main(args + ["--pretrain-steps", "3", "--no-uniform"]) == 0   # a new dense net only
+    manifest = json.loads((out / "manifest.json").read_text())
+    steps = sorted((e["role"], e["key"]["steps"]) for e in manifest.values())
+    assert steps == [("dense", 3), ("uniform-width", 3)]   # the old dense gone, the uniform net kept
+    old_dense = next(name for name, e in first.items() if e["role"] == "dense")
+    assert not (out / old_dense).exists() and f"removed {old_dense}" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == sorted([*manifest, "manifest.json", "notes.txt"])
+
+
 def test_pretrain_rejects_a_bad_step_count(tmp_path, capsys):
     assert main(["pretrain", "--preset", "quick", "--pretrain-steps", "0", "--out", str(tmp_path)]) == 2
     assert "argument --pretrain-steps: must be >= 1, got 0" in capsys.readouterr().err

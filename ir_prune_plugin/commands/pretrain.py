@@ -14,7 +14,7 @@ from ..demo.run import study_config
 from ..loops import evaluate
 from ..studies.mosp_study import denoise_key, dense_unet, uniform_unet
 from ..workloads.pretrained import weights_name
-from ..workloads.shipped import SHIPPED_DIR, load_state, record, save_fp16
+from ..workloads.shipped import SHIPPED_DIR, forget, load_state, read_manifest, record, save_fp16
 from . import add_command
 from ._args import int_at_least
 
@@ -40,6 +40,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-uniform", action="store_true", help="only the dense net")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
+
+
+def superseded(out: Path, staged: list[tuple[Path, str, dict]], preset: str, seed: int) -> list[str]:
+    """Remove from ``out`` (files and manifest entries) the weights of the same preset, seed and role
+    as a net just written under another name (an older recipe); returns their names."""
+    roles = {(e["role"], e["budget"]) for _, _, e in staged}
+    written = {name for _, name, _ in staged}
+    manifest = read_manifest(out)
+    stale = [name for name, e in manifest.items() if name not in written and e.get("preset") == preset
+             and e.get("val", {}).get("seed") == seed and (e.get("role"), e.get("budget")) in roles]
+    for name in stale:
+        (out / name).unlink(missing_ok=True)
+        forget(out, name)
+    return stale
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,5 +102,7 @@ def run(args: argparse.Namespace) -> int:
         for path, filename, entry in staged:
             shutil.copyfile(path, out / filename)
             record(out, filename, entry)
+        for old in superseded(out, staged, args.preset, demo.seed):
+            print(f"removed {old}: superseded by this run")
     print(f"weights and manifest.json in {out}")
     return 0

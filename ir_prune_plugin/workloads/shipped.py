@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 __all__ = ["SHIPPED_DIR", "MANIFEST", "shipped_file", "load_state", "save_fp16", "read_manifest",
-           "record"]
+           "record", "forget"]
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = "manifest.json"
@@ -52,7 +52,17 @@ def read_manifest(folder: str | Path | None = None) -> dict[str, Any]:
 
 def record(folder: str | Path, filename: str, entry: dict[str, Any]) -> None:
     """Add or replace ``filename``'s entry in ``folder``'s manifest."""
-    folder = Path(folder)
     manifest = read_manifest(folder)
     manifest[filename] = entry
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    _write_manifest(folder, manifest)
+
+
+def forget(folder: str | Path, filename: str) -> None:
+    """Drop ``filename``'s entry from ``folder``'s manifest (the file itself is the caller's)."""
+    manifest = read_manifest(folder)
+    manifest.pop(filename, None)
+    _write_manifest(folder, manifest)
+
+
+def _write_manifest(folder: str | Path, manifest: dict[str, Any]) -> None:
+    (Path(folder) / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
