@@ -8,7 +8,7 @@ from ir_prune_plugin.archs import build_arch
 from ir_prune_plugin.cli import main
 from ir_prune_plugin.data import DenoiseDataset
 from ir_prune_plugin.loops import evaluate
-from ir_prune_plugin.workloads.shipped import SHIPPED_DIR, load_state, read_manifest
+from ir_prune_plugin.workloads.shipped import SHIPPED_DIR, load_state, read_manifest, record
 
 
 def test_pretrain_command_trains_and_records_what_it_ships(tmp_path, capsys):
@@ -35,17 +35,24 @@ def test_pretrain_command_trains_and_records_what_it_ships(tmp_path, capsys):
 
 def test_pretrain_replaces_the_weights_of_an_older_recipe(tmp_path, capsys):
     out = tmp_path / "weights"
-    args = ["pretrain", "--preset", "quick", "--finetune-steps", "1", "--out", str(out), "--no-progress"]
-    assert main(args + ["--pretrain-steps", "2"]) == 0
-    first = json.loads((out / "manifest.json").read_text())
+    out.mkdir()
+    older = {"sid_unet-old.pt": ("quick", 0), "sid_unet-seed1.pt": ("quick", 1), "sid_unet-default.pt": ("default", 0)}
+    for name, (preset, seed) in older.items():   # entries as an older `irprune pretrain` wrote them
+        (out / name).write_bytes(b"weights")
+        record(out, name, {"preset": preset, "role": "dense", "budget": None, "key": {"seed": seed}})
     (out / "notes.txt").write_text("a user's file")
-    assert main(args + ["--pretrain-steps", "3", "--no-uniform"]) == 0   # a new dense net only
+    assert main(["pretrain", "--preset", "quick", "--no-uniform", "--out", str(out), "--no-progress"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    steps = sorted((e["role"], e["key"]["steps"]) for e in manifest.values())
-    assert steps == [("dense", 3), ("uniform-width", 3)]   # the old dense gone, the uniform net kept
-    old_dense = next(name for name, e in first.items() if e["role"] == "dense")
-    assert not (out / old_dense).exists() and f"removed {old_dense}" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == sorted([*manifest, "manifest.json", "notes.txt"])
+    new = [name for name, e in manifest.items() if e.get("psnr") is not None]
+    assert len(new) == 1 and "sid_unet-old.pt" not in manifest and not (out / "sid_unet-old.pt").exists()
+    assert "removed sid_unet-old.pt" in capsys.readouterr().out
+    kept = {"sid_unet-seed1.pt", "sid_unet-default.pt"}   # another seed, another preset
+    assert set(manifest) == kept | set(new)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*kept, *new, "manifest.json", "notes.txt"])
+    # a run with overridden steps is an experiment beside the preset's nets, not their replacement
+    assert main(["pretrain", "--preset", "quick", "--no-uniform", "--pretrain-steps", "2", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert set(new) < set(json.loads((out / "manifest.json").read_text())) and (out / new[0]).exists()
 
 
 def test_pretrain_rejects_a_bad_step_count(tmp_path, capsys):

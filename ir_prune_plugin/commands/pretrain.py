@@ -26,7 +26,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "Train the nets `irprune demo --PRESET` starts from (the dense SID U-Net and, for each MOSP "
         "budget, the uniform-width U-Net trained from scratch) exactly as the demo would, and write "
         "them in fp16 with a manifest of their held-out PSNR. With the default --out this rewrites "
-        "the weights shipped in the package.")
+        "the weights shipped in the package; a run of the preset's own recipe (no --pretrain-steps / "
+        "--finetune-steps) removes the nets of the same preset, seed and role it replaces.")
     p.add_argument("--preset", choices=("quick", "default", "full"), default="default")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: the package's ir_prune_plugin/workloads/weights)")
@@ -43,16 +44,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def superseded(out: Path, staged: list[tuple[Path, str, dict]], preset: str, seed: int) -> list[str]:
-    """Remove from ``out`` (files and manifest entries) the weights of the same preset, seed and role
-    as a net just written under another name (an older recipe); returns their names."""
+    """Remove from ``out`` the weights (files and manifest entries) that the preset's own nets just
+    written replace: same preset, training seed, role and budget, another name (an older recipe).
+    The manifest is rewritten once, atomically, before any file goes; entries without those fields
+    are kept. Returns the removed names."""
     roles = {(e["role"], e["budget"]) for _, _, e in staged}
     written = {name for _, name, _ in staged}
     manifest = read_manifest(out)
-    stale = [name for name, e in manifest.items() if name not in written and e.get("preset") == preset
-             and e.get("val", {}).get("seed") == seed and (e.get("role"), e.get("budget")) in roles]
-    for name in stale:
-        (out / name).unlink(missing_ok=True)
-        forget(out, name)
+    stale = [name for name, e in manifest.items()
+             if name not in written and Path(name).name == name and e.get("preset") == preset
+             and (e.get("key") or {}).get("seed") == seed and (e.get("role"), e.get("budget")) in roles]
+    if stale:
+        forget(out, stale)
+        for name in stale:
+            (out / name).unlink(missing_ok=True)
     return stale
 
 
@@ -102,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
         for path, filename, entry in staged:
             shutil.copyfile(path, out / filename)
             record(out, filename, entry)
-        for old in superseded(out, staged, args.preset, demo.seed):
-            print(f"removed {old}: superseded by this run")
+        if args.pretrain_steps is None and args.finetune_steps is None:   # the preset's own recipe
+            for old in superseded(out, staged, args.preset, demo.seed):
+                print(f"removed {old}: superseded by this run")
     print(f"weights and manifest.json in {out}")
     return 0

@@ -34,7 +34,7 @@ BENCHMARK_50 = ("Over 3 seeds with 600 finetune steps for every model (`python b
                 "training its own nets; README, Measured results) at 0.5: MOSP -0.07 +- 0.31 dB vs the dense "
                 "net finetuned the same steps (-0.05 +- 0.26 vs dense) and +0.92 +- 0.31 dB vs the best uniform "
                 "baseline, compactors +0.17 +- 0.21 dB; uniform width -0.99 +- 0.60 and uniform slice "
-                "-1.64 +- 0.16 dB vs dense. The paper's 50 % claim is reproduced in the mean (MOSP within "
+                "-1.64 +- 0.15 dB vs dense. The paper's 50 % claim is reproduced in the mean (MOSP within "
                 "0.3 dB in 2 seeds of 3); the uniform slice stays finetune-limited; this demo finetunes "
                 "300 steps, which leaves every pruned model shorter.")
 

@@ -8,6 +8,7 @@ the PSNR it reached on the held-out photos (checked by the tests).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +58,16 @@ def record(folder: str | Path, filename: str, entry: dict[str, Any]) -> None:
     _write_manifest(folder, manifest)
 
 
-def forget(folder: str | Path, filename: str) -> None:
-    """Drop ``filename``'s entry from ``folder``'s manifest (the file itself is the caller's)."""
+def forget(folder: str | Path, filenames: list[str]) -> None:
+    """Drop ``filenames``' entries from ``folder``'s manifest (the files themselves are the caller's)."""
     manifest = read_manifest(folder)
-    manifest.pop(filename, None)
+    for name in filenames:
+        manifest.pop(name, None)
     _write_manifest(folder, manifest)
 
 
 def _write_manifest(folder: str | Path, manifest: dict[str, Any]) -> None:
-    (Path(folder) / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    path = Path(folder) / MANIFEST
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)   # atomic: a crash never leaves a truncated manifest

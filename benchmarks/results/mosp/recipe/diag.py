@@ -1,3 +1,5 @@
+"""One-off (INVESTIGATION (f)): per-level activation RMS on 32- vs 192-px crops. The paths are this
+session's cache files and the old 1e-3 shipped net (in git at 3137587), kept as the record of the run."""
 import sys; sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[4]))
 import torch
 from ir_prune_plugin.archs import build_arch
