@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1] / PKG
 
 #: bottom to top; a module may import its own unit and any unit of a lower layer
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("vocabulary", "tiling", "_version", "compat"),
+    ("vocabulary", "tiling", "_version", "compat", "atomic"),   # atomic: file writes, imports nothing of ours
     ("inputs",),
     ("_inputs",),   # the old name of inputs, a re-export of it
     ("archs", "data", "loops", "macs", "budgets"),

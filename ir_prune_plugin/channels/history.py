@@ -10,6 +10,8 @@ from typing import Any
 
 from torch import nn
 
+from ..atomic import write_text_atomic
+
 __all__ = ["StepRecord", "MOSPHistory", "HISTORY_VERSION", "check_history_path", "check_resume", "model_fingerprint"]
 
 log = logging.getLogger(__name__)
@@ -89,10 +91,7 @@ class MOSPHistory:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write JSON atomically (a crash mid-write keeps the previous file)."""
-        tmp = f"{os.fspath(path)}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(self.to_dict(), fh, indent=1)
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "MOSPHistory":

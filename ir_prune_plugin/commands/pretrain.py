@@ -14,7 +14,7 @@ from ..demo.run import study_config
 from ..loops import evaluate
 from ..studies.mosp_study import denoise_key, dense_unet, uniform_unet
 from ..workloads.pretrained import weights_name
-from ..workloads.shipped import SHIPPED_DIR, forget, load_state, read_manifest, record, save_fp16
+from ..workloads.shipped import SHIPPED_DIR, load_state, read_manifest, save_fp16, update_manifest
 from . import add_command
 from ._args import int_at_least
 
@@ -43,22 +43,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def superseded(out: Path, staged: list[tuple[Path, str, dict]], preset: str, seed: int) -> list[str]:
-    """Remove from ``out`` the weights (files and manifest entries) that the preset's own nets just
-    written replace: same preset, training seed, role and budget, another name (an older recipe).
-    The manifest is rewritten once, atomically, before any file goes; entries without those fields
-    are kept. Returns the removed names."""
+def superseded(manifest: dict[str, dict], staged: list[tuple[Path, str, dict]], preset: str,
+               seed: int) -> list[str]:
+    """The manifest's weights that the preset's own nets just staged replace: same preset, training
+    seed, role and budget, another name (an older recipe); entries without those fields are kept."""
     roles = {(e["role"], e["budget"]) for _, _, e in staged}
     written = {name for _, name, _ in staged}
-    manifest = read_manifest(out)
-    stale = [name for name, e in manifest.items()
-             if name not in written and Path(name).name == name and e.get("preset") == preset
-             and (e.get("key") or {}).get("seed") == seed and (e.get("role"), e.get("budget")) in roles]
-    if stale:
-        forget(out, stale)
-        for name in stale:
-            (out / name).unlink(missing_ok=True)
-    return stale
+    return [name for name, e in manifest.items()
+            if name not in written and Path(name).name == name and e.get("preset") == preset
+            and (e.get("key") or {}).get("seed") == seed and (e.get("role"), e.get("budget")) in roles]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,11 +97,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"{role}{'' if budget is None else f' @{budget:g} memory'}: {filename} "
                   f"{q['psnr']:.2f} dB (noisy input {noisy:.2f} dB)")
         out.mkdir(parents=True, exist_ok=True)
-        for path, filename, entry in staged:
+        for path, filename, _ in staged:
             shutil.copyfile(path, out / filename)
-            record(out, filename, entry)
-        if args.pretrain_steps is None and args.finetune_steps is None:   # the preset's own recipe
-            for old in superseded(out, staged, args.preset, demo.seed):
-                print(f"removed {old}: superseded by this run")
+        own_recipe = args.pretrain_steps is None and args.finetune_steps is None
+        stale = superseded(read_manifest(out), staged, args.preset, demo.seed) if own_recipe else []
+        update_manifest(out, {filename: entry for _, filename, entry in staged}, drop=stale)   # one write
+        for name in stale:   # only once the manifest no longer names them
+            (out / name).unlink(missing_ok=True)
+            print(f"removed {name}: superseded by this run")
     print(f"weights and manifest.json in {out}")
     return 0

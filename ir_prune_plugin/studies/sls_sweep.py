@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ..atomic import write_text_atomic
 from ..budgets import parse_macs_budget
 from ..data import SRDataset
 from ..io import load_pruned, save_pruned
@@ -117,9 +118,7 @@ def run_seed(cfg: SweepConfig, out_dir: str | Path, seed: int, eval_sets: dict[s
     done = {(r["budget"], r["method"]) for r in rows}
 
     def save() -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(path)
+        write_text_atomic(path, json.dumps(state, indent=2))
 
     st = cfg.study
     cache = Path(cache_dir) if cache_dir is not None else out / "cache"

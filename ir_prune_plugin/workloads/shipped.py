@@ -8,15 +8,16 @@ the PSNR it reached on the held-out photos (checked by the tests).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..atomic import write_text_atomic
+
 __all__ = ["SHIPPED_DIR", "MANIFEST", "shipped_file", "load_state", "save_fp16", "read_manifest",
-           "record", "forget"]
+           "record", "update_manifest"]
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = "manifest.json"
@@ -53,21 +54,14 @@ def read_manifest(folder: str | Path | None = None) -> dict[str, Any]:
 
 def record(folder: str | Path, filename: str, entry: dict[str, Any]) -> None:
     """Add or replace ``filename``'s entry in ``folder``'s manifest."""
-    manifest = read_manifest(folder)
-    manifest[filename] = entry
-    _write_manifest(folder, manifest)
+    update_manifest(folder, {filename: entry})
 
 
-def forget(folder: str | Path, filenames: list[str]) -> None:
-    """Drop ``filenames``' entries from ``folder``'s manifest (the files themselves are the caller's)."""
+def update_manifest(folder: str | Path, entries: dict[str, dict[str, Any]], drop: list[str] = ()) -> None:
+    """Add or replace ``entries`` and remove the ``drop`` names in ``folder``'s manifest, in one atomic
+    write (the weight files themselves are the caller's)."""
     manifest = read_manifest(folder)
-    for name in filenames:
+    manifest.update(entries)
+    for name in drop:
         manifest.pop(name, None)
-    _write_manifest(folder, manifest)
-
-
-def _write_manifest(folder: str | Path, manifest: dict[str, Any]) -> None:
-    path = Path(folder) / MANIFEST
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)   # atomic: a crash never leaves a truncated manifest
+    write_text_atomic(Path(folder) / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
