@@ -6,9 +6,9 @@ memory (RSS) / CPU latency of each model at 1x3x1080x2048.
         [--compactor-ablation] [--data ../shared/data] [--crop 256] [--no-rss]
 
 Defaults are the default demo's net and pretraining (SID U-Net x0.625; seed 0's dense weights
-ship in the package) with twice the demo's finetune budget: 600 steps for
-every pruned model (``--finetune-steps``; at the demo's 300 the pruned nets are still far from
-converged, ``benchmarks/results/mosp/INVESTIGATION.md``), and the uniform-width net trains from
+ship in the package) and its finetune budget: 1,200 steps for every pruned model
+(``--finetune-steps``; at 300, and for the uniform slice still at 600, the pruned nets are far
+from converged, ``benchmarks/results/mosp/INVESTIGATION.md``), and the uniform-width net trains from
 scratch for the pretraining plus that budget. Seed S trains its own dense and uniform-width nets
 with seed S (init and batches), then re-runs the pruning, the finetuning, the held-out batch and the test
 noise with S; ``--pretrain-seed P`` shares one pretrained pair across the seeds instead (P=0: the
@@ -48,8 +48,10 @@ sys.path.insert(0, str(ROOT))
 from ir_prune_plugin.studies.mosp_study import FULL  # noqa: E402
 from ir_prune_plugin.workloads.figures import finish_figure  # noqa: E402
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
-#: every pruned model's finetune budget here: twice the demo's (CPU time keeps the demo at 300)
-BENCH_FINETUNE_STEPS = 2 * FULL.finetune_steps
+#: every pruned model's finetune budget here: the demo's. At 600 the uniform slice ended 1.64 dB under
+#: dense, finetune-limited (benchmarks/results/mosp/finetune600-v2/); at 1,200 every baseline is within
+#: about 1 dB (finetune1200-v3/)
+BENCH_FINETUNE_STEPS = FULL.finetune_steps
 
 _CHILD = r"""
 import os, statistics, sys, threading, time, json, torch
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--finetune-lr", type=float, default=FULL.finetune_lr, help="rate of every finetune")
     parser.add_argument("--finetune-steps", type=int, default=BENCH_FINETUNE_STEPS,
                         help="finetune steps of every pruned model (and of the dense-finetuned control); "
-                             f"the demo's {FULL.finetune_steps} leave the pruned nets finetune-limited")
+                             "fewer leave the pruned nets finetune-limited")
     parser.add_argument("--compactor-finetune-steps", type=int, default=FULL.compactor_finetune_steps)
     parser.add_argument("--loop-finetune-steps", type=int, default=FULL.loop_finetune_steps)
     parser.add_argument("--budgets", type=float, nargs="*", default=[0.5, 0.43],

@@ -7,6 +7,7 @@ learned features of its small training patches that fail on whole images (the "c
 ``benchmarks/results/mosp/INVESTIGATION.md`` (e)); training loss does not show it.
 
     python benchmarks/mosp_crop_check.py --cache-dir C --seeds 0 1 2 [--patch 64 --batch-size 2]
+        [--uniform-budgets 0.5 0.43 [--finetune-steps 1200]]
 
 Only cached (or, for seed 0 at the defaults, shipped) nets are scored: a seed without weights in
 ``--cache-dir`` is reported missing, never trained here.
@@ -22,12 +23,15 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ir_prune_plugin.data import DenoiseDataset  # noqa: E402
 from ir_prune_plugin.loops import evaluate  # noqa: E402
-from ir_prune_plugin.studies.mosp_study import FULL, MOSPStudyConfig, denoise_key, dense_unet  # noqa: E402
+from ir_prune_plugin.studies.mosp_study import (FULL, MOSPStudyConfig, denoise_key, dense_unet,  # noqa: E402
+                                                uniform_unet, uniform_width)
 from ir_prune_plugin.workloads.pretrained import weights_name  # noqa: E402
 from ir_prune_plugin.workloads.shipped import shipped_file  # noqa: E402
+from mosp import BENCH_FINETUNE_STEPS  # noqa: E402
 
 
 def crop_scores(model: torch.nn.Module | None, sigma: float, seed: int, crops: list[int]) -> dict[int, float]:
@@ -35,19 +39,26 @@ def crop_scores(model: torch.nn.Module | None, sigma: float, seed: int, crops: l
     return {c: evaluate(model, DenoiseDataset("val", sigma=sigma, val_size=c, seed=seed))["psnr"] for c in crops}
 
 
-def check(cfg: MOSPStudyConfig, cache_dir: Path, seeds: list[int], crops: list[int]) -> str:
-    """A Markdown table: per seed, the dense net's PSNR (and the noisy input's) at each crop size."""
-    head = "| seed | " + " | ".join(f"{c} px: net / noisy" for c in crops) + " |"
-    lines = [head, "|" + "---|" * (len(crops) + 1)]
+def check(cfg: MOSPStudyConfig, cache_dir: Path, seeds: list[int], crops: list[int],
+          uniform_budgets: tuple[float, ...] = ()) -> str:
+    """A Markdown table: per seed, the dense net's PSNR (and the noisy input's) at each crop size,
+    then the uniform-width net of each of ``uniform_budgets`` (trained pretrain + finetune steps)."""
+    head = "| seed | net | " + " | ".join(f"{c} px: net / noisy" for c in crops) + " |"
+    lines = [head, "|" + "---|" * (len(crops) + 2)]
+    nets = [("dense", None, cfg.width, cfg.pretrain_steps)]
+    nets += [(f"uniform width @{b:g}", b, uniform_width(cfg, b)[0], cfg.pretrain_steps + cfg.finetune_steps)
+             for b in uniform_budgets]
     for seed in seeds:
-        name = weights_name({"type": "sid_unet", "width": cfg.width}, denoise_key(cfg, seed, cfg.pretrain_steps))
-        if not (cache_dir / name).exists() and shipped_file(name) is None:
-            lines.append(f"| {seed} | no weights in {cache_dir} |" + " |" * (len(crops) - 1))
-            continue
-        net = dense_unet(cfg, cache_dir, seed, progress=False).eval()
-        with torch.no_grad():
-            got, noisy = crop_scores(net, cfg.sigma, seed, crops), crop_scores(None, cfg.sigma, seed, crops)
-        lines.append(f"| {seed} | " + " | ".join(f"{got[c]:.2f} / {noisy[c]:.2f}" for c in crops) + " |")
+        for label, budget, width, steps in nets:
+            name = weights_name({"type": "sid_unet", "width": width}, denoise_key(cfg, seed, steps))
+            if not (cache_dir / name).exists() and shipped_file(name) is None:
+                lines.append(f"| {seed} | {label} | no weights in {cache_dir} |" + " |" * (len(crops) - 1))
+                continue
+            net = (dense_unet(cfg, cache_dir, seed, progress=False) if budget is None
+                   else uniform_unet(cfg, budget, cache_dir, seed, progress=False)[0]).eval()
+            with torch.no_grad():
+                got, noisy = crop_scores(net, cfg.sigma, seed, crops), crop_scores(None, cfg.sigma, seed, crops)
+            lines.append(f"| {seed} | {label} | " + " | ".join(f"{got[c]:.2f} / {noisy[c]:.2f}" for c in crops) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -58,10 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crops", type=int, nargs="+", default=[32, 64, 96, 192])
     parser.add_argument("--patch", type=int, default=FULL.patch)
     parser.add_argument("--batch-size", type=int, default=FULL.batch_size)
+    parser.add_argument("--uniform-budgets", type=float, nargs="*", default=[],
+                        help="also score the cached uniform-width nets of these budgets")
+    parser.add_argument("--finetune-steps", type=int, default=BENCH_FINETUNE_STEPS,
+                        help="the finetune budget the uniform-width nets were trained for (pretrain + this)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    print(check(replace(FULL, patch=args.patch, batch_size=args.batch_size), args.cache_dir, args.seeds, args.crops))
+    cfg = replace(FULL, patch=args.patch, batch_size=args.batch_size, finetune_steps=args.finetune_steps)
+    print(check(cfg, args.cache_dir, args.seeds, args.crops, tuple(args.uniform_budgets)))
     return 0
 
 

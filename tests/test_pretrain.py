@@ -55,6 +55,21 @@ def test_pretrain_replaces_the_weights_of_an_older_recipe(tmp_path, capsys):
     assert set(new) < set(json.loads((out / "manifest.json").read_text())) and (out / new[0]).exists()
 
 
+def test_pretrain_can_retrain_only_the_uniform_width_nets(tmp_path, capsys):
+    out = tmp_path / "weights"
+    out.mkdir()
+    (out / "sid_unet-dense.pt").write_bytes(b"weights")
+    record(out, "sid_unet-dense.pt", {"preset": "quick", "role": "dense", "budget": None, "key": {"seed": 0}})
+    assert main(["pretrain", "--preset", "quick", "--no-dense", "--pretrain-steps", "3", "--finetune-steps", "2",
+                 "--out", str(out), "--no-progress"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    new = {name: e for name, e in manifest.items() if name != "sid_unet-dense.pt"}
+    assert [(e["role"], e["key"]["steps"]) for e in new.values()] == [("uniform-width", 5)]
+    assert (out / "sid_unet-dense.pt").read_bytes() == b"weights"   # the dense net is left as it was
+    assert main(["pretrain", "--preset", "quick", "--no-dense", "--no-uniform", "--out", str(out)]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
 def test_pretrain_rejects_a_bad_step_count(tmp_path, capsys):
     assert main(["pretrain", "--preset", "quick", "--pretrain-steps", "0", "--out", str(tmp_path)]) == 2
     assert "argument --pretrain-steps: must be >= 1, got 0" in capsys.readouterr().err
@@ -64,10 +79,19 @@ def test_pretrain_rejects_a_bad_step_count(tmp_path, capsys):
 SHIPPED = read_manifest()
 
 
-def test_the_demo_presets_ship_their_weights():
-    shipped = {(e["preset"], e["role"]) for e in SHIPPED.values()}
-    for preset in ("quick", "default"):
-        assert (preset, "dense") in shipped and (preset, "uniform-width") in shipped
+@pytest.mark.parametrize("preset", ["quick", "default"])
+def test_the_demo_presets_ship_the_weights_of_their_current_recipe(preset):
+    # a preset whose steps or rates change without `irprune pretrain` would train for minutes in the demo
+    from ir_prune_plugin.demo import DemoConfig
+    from ir_prune_plugin.demo.run import study_config
+    from ir_prune_plugin.studies.mosp_study import denoise_key
+
+    demo = DemoConfig.preset_named(preset)
+    cfg = study_config(demo)
+    keys = {(e["role"], e["budget"]): e["key"] for e in SHIPPED.values() if e["preset"] == preset}
+    assert keys[("dense", None)] == denoise_key(cfg, demo.seed, cfg.pretrain_steps)
+    for budget in cfg.budgets:
+        assert keys[("uniform-width", budget)] == denoise_key(cfg, demo.seed, cfg.pretrain_steps + cfg.finetune_steps)
 
 
 @pytest.mark.parametrize("filename", sorted(SHIPPED))

@@ -38,7 +38,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="override the preset's pretraining steps")
     p.add_argument("--finetune-steps", type=int_at_least(1), default=None,
                    help="override the preset's finetune steps (the uniform-width nets train pretrain + finetune)")
-    p.add_argument("--no-uniform", action="store_true", help="only the dense net")
+    roles = p.add_mutually_exclusive_group()
+    roles.add_argument("--no-uniform", action="store_true", help="only the dense net")
+    roles.add_argument("--no-dense", action="store_true",
+                       help="only the uniform-width nets (after a change of the finetune budget, which "
+                            "leaves the dense net as it is)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 
@@ -66,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         [f"--preset={args.preset}"] + [f"--{k.replace('_', '-')}={v}" for k, v in
                                        (("seed", args.seed), ("pretrain_steps", args.pretrain_steps),
                                         ("finetune_steps", args.finetune_steps)) if v is not None])
-    jobs = [("dense", None)] + ([] if args.no_uniform else [("uniform-width", b) for b in cfg.budgets])
+    jobs = ([] if args.no_dense else [("dense", None)]) + \
+        ([] if args.no_uniform else [("uniform-width", b) for b in cfg.budgets])
     staged: list[tuple[Path, str, dict]] = []
     with tempfile.TemporaryDirectory() as tmp:
         cache = args.cache_dir if args.cache_dir is not None else Path(tmp) / "cache"
