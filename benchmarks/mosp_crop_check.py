@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ir_prune_plugin.data import DenoiseDataset  # noqa: E402
 from ir_prune_plugin.loops import evaluate  # noqa: E402
 from ir_prune_plugin.studies.mosp_study import (FULL, MOSPStudyConfig, denoise_key, dense_unet,  # noqa: E402
-                                                uniform_unet, uniform_width)
+                                                uniform_training, uniform_unet, uniform_width)
 from ir_prune_plugin.workloads.pretrained import weights_name  # noqa: E402
 from ir_prune_plugin.workloads.shipped import shipped_file  # noqa: E402
 from mosp import BENCH_FINETUNE_STEPS  # noqa: E402
@@ -45,12 +45,12 @@ def check(cfg: MOSPStudyConfig, cache_dir: Path, seeds: list[int], crops: list[i
     then the uniform-width net of each of ``uniform_budgets`` (trained pretrain + finetune steps)."""
     head = "| seed | net | " + " | ".join(f"{c} px: net / noisy" for c in crops) + " |"
     lines = [head, "|" + "---|" * (len(crops) + 2)]
-    nets = [("dense", None, cfg.width, cfg.pretrain_steps)]
-    nets += [(f"uniform width @{b:g}", b, uniform_width(cfg, b)[0], cfg.pretrain_steps + cfg.finetune_steps)
-             for b in uniform_budgets]
+    nets = [("dense", None, cfg.width, cfg, cfg.pretrain_steps)]
+    nets += [(f"uniform width @{b:g}", b, uniform_width(cfg, b)[0], uniform_training(cfg),
+              cfg.pretrain_steps + cfg.finetune_steps) for b in uniform_budgets]
     for seed in seeds:
-        for label, budget, width, steps in nets:
-            name = weights_name({"type": "sid_unet", "width": width}, denoise_key(cfg, seed, steps))
+        for label, budget, width, trained, steps in nets:
+            name = weights_name({"type": "sid_unet", "width": width}, denoise_key(trained, seed, steps))
             if not (cache_dir / name).exists() and shipped_file(name) is None:
                 lines.append(f"| {seed} | {label} | no weights in {cache_dir} |" + " |" * (len(crops) - 1))
                 continue

@@ -65,7 +65,7 @@ def run_curve(run: dict, cache_dir: Path, every: int, extra: dict, lr: float | N
     (``lr``, ``patch``, ``batch_size``: this run's own training, pretraining or finetune; default the
     benchmark's)."""
     seed, steps = run["seed"], run["steps"]
-    changes = {k: v for k, v in (("pretrain_lr", lr), ("finetune_lr", lr), ("patch", patch),
+    changes = {k: v for k, v in (("pretrain_lr", lr), ("uniform_lr", lr), ("finetune_lr", lr), ("patch", patch),
                                  ("batch_size", batch_size)) if v is not None}
     tuned = replace(FULL, **changes)
     val = DenoiseDataset("val", sigma=FULL.sigma, val_size=FULL.val_size, seed=seed)
@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--lr", type=float, default=None,
                         help="rate of every run's training (dense / uniform: pretraining, slice / dense-ft: "
-                             f"finetune); default the benchmark's {FULL.pretrain_lr:g} / {FULL.finetune_lr:g}")
+                             f"finetune); default the benchmark's {FULL.pretrain_lr:g} (dense), "
+                             f"{FULL.uniform_lr:g} (uniform), {FULL.finetune_lr:g} (finetunes)")
     parser.add_argument("--patch", type=int, default=None, help=f"training patch (default {FULL.patch})")
     parser.add_argument("--batch-size", type=int, default=None, help=f"training batch (default {FULL.batch_size})")
     args = parser.parse_args(argv)

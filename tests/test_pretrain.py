@@ -84,14 +84,15 @@ def test_the_demo_presets_ship_the_weights_of_their_current_recipe(preset):
     # a preset whose steps or rates change without `irprune pretrain` would train for minutes in the demo
     from ir_prune_plugin.demo import DemoConfig
     from ir_prune_plugin.demo.run import study_config
-    from ir_prune_plugin.studies.mosp_study import denoise_key
+    from ir_prune_plugin.studies.mosp_study import denoise_key, uniform_training
 
     demo = DemoConfig.preset_named(preset)
     cfg = study_config(demo)
     keys = {(e["role"], e["budget"]): e["key"] for e in SHIPPED.values() if e["preset"] == preset}
     assert keys[("dense", None)] == denoise_key(cfg, demo.seed, cfg.pretrain_steps)
     for budget in cfg.budgets:
-        assert keys[("uniform-width", budget)] == denoise_key(cfg, demo.seed, cfg.pretrain_steps + cfg.finetune_steps)
+        assert keys[("uniform-width", budget)] == denoise_key(uniform_training(cfg), demo.seed,
+                                                              cfg.pretrain_steps + cfg.finetune_steps)
 
 
 @pytest.mark.parametrize("filename", sorted(SHIPPED))

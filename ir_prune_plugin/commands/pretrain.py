@@ -12,7 +12,7 @@ from ..data import DenoiseDataset
 from ..demo import DemoConfig
 from ..demo.run import study_config
 from ..loops import evaluate
-from ..studies.mosp_study import denoise_key, dense_unet, uniform_unet
+from ..studies.mosp_study import denoise_key, dense_unet, uniform_training, uniform_unet
 from ..workloads.pretrained import weights_name
 from ..workloads.shipped import SHIPPED_DIR, load_state, read_manifest, save_fp16, update_manifest
 from . import add_command
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
                 model, factor = uniform_unet(cfg, budget, cache, demo.seed, not args.no_progress, shipped=False)
                 steps = cfg.pretrain_steps + cfg.finetune_steps
             arch = {"type": "sid_unet", "width": float(model.width)}
-            key = denoise_key(cfg, demo.seed, steps)
+            key = denoise_key(cfg if budget is None else uniform_training(cfg), demo.seed, steps)
             filename = weights_name(arch, key)
             path = save_fp16(model, Path(tmp) / "staged" / filename)   # written to ``out`` only if all pass
             reloaded = load_state(type(model)(width=model.width), path)   # score what ships (fp16)
