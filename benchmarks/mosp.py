@@ -49,8 +49,8 @@ from ir_prune_plugin.studies.mosp_study import FULL  # noqa: E402
 from ir_prune_plugin.workloads.figures import finish_figure  # noqa: E402
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 #: every pruned model's finetune budget here: the demo's. At 600 the uniform slice ended 1.64 dB under
-#: dense, finetune-limited (benchmarks/results/mosp/finetune600-v2/); at 1,200 every baseline is within
-#: about 1 dB (finetune1200-v3/)
+#: dense, finetune-limited (benchmarks/results/mosp/finetune600-v2/); at 1,200 both uniform baselines
+#: are within 1 dB in the mean (finetune1200-v4/)
 BENCH_FINETUNE_STEPS = FULL.finetune_steps
 
 _CHILD = r"""

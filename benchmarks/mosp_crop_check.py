@@ -73,10 +73,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="also score the cached uniform-width nets of these budgets")
     parser.add_argument("--finetune-steps", type=int, default=BENCH_FINETUNE_STEPS,
                         help="the finetune budget the uniform-width nets were trained for (pretrain + this)")
+    parser.add_argument("--uniform-lr", type=float, default=FULL.uniform_lr,
+                        help="the rate the uniform-width nets were trained at")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = replace(FULL, patch=args.patch, batch_size=args.batch_size, finetune_steps=args.finetune_steps)
+    cfg = replace(FULL, patch=args.patch, batch_size=args.batch_size, finetune_steps=args.finetune_steps,
+                  uniform_lr=args.uniform_lr)
     print(check(cfg, args.cache_dir, args.seeds, args.crops, tuple(args.uniform_budgets)))
     return 0
 

@@ -49,7 +49,9 @@ def finetune_steps(runs: list[dict], folder: Path) -> int:
 
 
 def recipe_mismatch(a: dict, b: dict) -> dict:
-    """The study settings, other than :data:`FREE_KEYS`, in which two runs' configs differ."""
+    """The study settings, other than :data:`FREE_KEYS`, in which two runs' configs differ (a run
+    from before ``uniform_lr`` existed trained its uniform-width net at ``pretrain_lr``)."""
+    a, b = ({"uniform_lr": c.get("pretrain_lr"), **c} for c in (a, b))
     return {k: (a.get(k), b.get(k)) for k in sorted({*a, *b} - set(FREE_KEYS)) if a.get(k) != b.get(k)}
 
 

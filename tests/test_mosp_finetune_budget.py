@@ -44,6 +44,9 @@ def test_runs_of_another_recipe_or_a_repeated_budget_are_refused(fb, tmp_path):
     _write(c, [_run(0, 300, 30.0, 29.1, 28.1)])
     with pytest.raises(SystemExit, match="pretrain_lr"):
         fb.main([str(a), str(b), "--out", str(tmp_path / "out")])
+    assert fb.recipe_mismatch({"pretrain_lr": 5e-4}, {"pretrain_lr": 5e-4, "uniform_lr": 5e-4}) == {}
+    assert fb.recipe_mismatch({"pretrain_lr": 5e-4}, {"pretrain_lr": 5e-4, "uniform_lr": 1e-3}) == \
+        {"uniform_lr": (5e-4, 1e-3)}    # older runs trained the uniform-width net at the pretraining rate
     with pytest.raises(SystemExit, match="a second run with 300 finetune steps"):
         fb.main([str(a), str(c), "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out" / "finetune_budget.md").exists()    # refused before writing

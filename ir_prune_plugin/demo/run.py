@@ -35,7 +35,7 @@ BENCHMARK_50 = ("Over 3 seeds with the same 1,200 finetune steps for every model
                 "dense (-0.14 +- 0.36 vs the dense net finetuned the same steps) and +0.46 +- 0.29 dB vs the "
                 "best uniform baseline, compactors -0.11 +- 0.22 dB; uniform width -0.61 +- 0.98 and uniform "
                 "slice -0.59 +- 0.22 dB vs dense. The paper's 50 % claim is reproduced in the mean, not in "
-                "every seed; the same seed's rows move by up to 0.3 dB between machines and thread counts.")
+                "every seed; the same seed's rows move by up to 0.3-0.55 dB between machines and thread counts.")
 
 
 def study_config(cfg: DemoConfig) -> MOSPStudyConfig:

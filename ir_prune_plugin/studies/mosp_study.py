@@ -42,7 +42,7 @@ from ..workloads.pretrained import default_cache_dir, pretrained
 log = logging.getLogger(__name__)
 
 __all__ = ["MOSPStudyConfig", "QUICK", "FULL", "denoise_key", "dense_unet", "uniform_unet", "uniform_training",
-           "finetune_set", "finetune_model", "memory_blind_baseline", "run_study", "run_mosp_study"]
+           "uniform_width", "finetune_set", "finetune_model", "memory_blind_baseline", "run_study", "run_mosp_study"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class MOSPStudyConfig:
     patch: int = 32
     batch_size: int = 8
     pretrain_steps: int = 2400
-    # dense and uniform-width nets alike (with the He init of ``SIDUNet``). At 1e-3 on 32-px patches
+    # the dense net (with the He init of ``SIDUNet``; the uniform-width net: ``uniform_lr``). At 1e-3 on 32-px patches
     # some trainings learned bottleneck features that blow up on larger inputs (the net scores well
     # on its patches, under the noisy input on 192-px crops; 1 run in 3, tipped by machine-level
     # float differences); 5e-4 gave smooth held-out curves in every seed and, over 2,400 steps,
@@ -62,7 +62,7 @@ class MOSPStudyConfig:
     pretrain_lr: float = 5e-4
     # the uniform-width baseline's training from scratch (same steps, clip and data otherwise). The
     # rate was lowered to 5e-4 for the dense net's bottleneck blow-up; the narrower net never blew
-    # up at 1e-3 (3 seeds), and at 5e-4 it ended 0.5 dB lower on average (INVESTIGATION (g)):
+    # up at 1e-3 (3 seeds), and at 5e-4 it ended 0.34-0.50 dB lower on average (INVESTIGATION (g)):
     # the baseline trains at the rate that serves it
     uniform_lr: float = 1e-3
     # global gradient-norm clip of every training run here (pretraining and finetunes): without it one
@@ -71,7 +71,7 @@ class MOSPStudyConfig:
     # every pruned model (the paper: 20 epochs after 80 of training, on a converged net; 2,400 steps
     # here are not). Measured over 3 seeds at 50 % (benchmarks/results/mosp/finetune-budget/): at 300
     # steps every pruned net is finetune-limited, at 600 the uniform slice is still 1.6 dB under dense,
-    # at 1,200 every baseline is within about 1 dB; with 100 MOSP ended 2.5 dB under dense
+    # at 1,200 0.6; with 100 MOSP ended 2.5 dB under dense
     finetune_steps: int = 1200
     # every pruned model (and the dense control) alike. At 5e-4, the pretraining's rate, 600 steps left
     # the uniform slice 3-4 dB under dense (2 seeds): the most heavily cut baseline needs the larger rate
