@@ -48,10 +48,6 @@ sys.path.insert(0, str(ROOT))
 from ir_prune_plugin.studies.mosp_study import FULL  # noqa: E402
 from ir_prune_plugin.workloads.figures import finish_figure  # noqa: E402
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
-#: every pruned model's finetune budget here: the demo's. At 600 the uniform slice ended 1.64 dB under
-#: dense, finetune-limited (benchmarks/results/mosp/finetune600-v2/); at 1,200 both uniform baselines
-#: are within 1 dB in the mean (finetune1200-v4/)
-BENCH_FINETUNE_STEPS = FULL.finetune_steps
 
 _CHILD = r"""
 import os, statistics, sys, threading, time, json, torch
@@ -125,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--uniform-lr", type=float, default=FULL.uniform_lr,
                         help="rate of the uniform-width nets' training from scratch")
     parser.add_argument("--finetune-lr", type=float, default=FULL.finetune_lr, help="rate of every finetune")
-    parser.add_argument("--finetune-steps", type=int, default=BENCH_FINETUNE_STEPS,
+    parser.add_argument("--finetune-steps", type=int, default=FULL.finetune_steps,
                         help="finetune steps of every pruned model (and of the dense-finetuned control); "
                              "fewer leave the pruned nets finetune-limited")
     parser.add_argument("--compactor-finetune-steps", type=int, default=FULL.compactor_finetune_steps)

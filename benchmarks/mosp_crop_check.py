@@ -23,7 +23,6 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ir_prune_plugin.data import DenoiseDataset  # noqa: E402
 from ir_prune_plugin.loops import evaluate  # noqa: E402
@@ -31,7 +30,6 @@ from ir_prune_plugin.studies.mosp_study import (FULL, MOSPStudyConfig, denoise_k
                                                 uniform_training, uniform_unet, uniform_width)
 from ir_prune_plugin.workloads.pretrained import weights_name  # noqa: E402
 from ir_prune_plugin.workloads.shipped import shipped_file  # noqa: E402
-from mosp import BENCH_FINETUNE_STEPS  # noqa: E402
 
 
 def crop_scores(model: torch.nn.Module | None, sigma: float, seed: int, crops: list[int]) -> dict[int, float]:
@@ -71,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=FULL.batch_size)
     parser.add_argument("--uniform-budgets", type=float, nargs="*", default=[],
                         help="also score the cached uniform-width nets of these budgets")
-    parser.add_argument("--finetune-steps", type=int, default=BENCH_FINETUNE_STEPS,
+    parser.add_argument("--finetune-steps", type=int, default=FULL.finetune_steps,
                         help="the finetune budget the uniform-width nets were trained for (pretrain + this)")
     parser.add_argument("--uniform-lr", type=float, default=FULL.uniform_lr,
                         help="the rate the uniform-width nets were trained at")

@@ -16,6 +16,7 @@ finetune and its short finetunes between outer steps (``loop_finetune_steps`` ea
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import time
@@ -167,9 +168,11 @@ def uniform_training(cfg: MOSPStudyConfig) -> MOSPStudyConfig:
     return replace(cfg, pretrain_lr=cfg.uniform_lr)
 
 
+@functools.lru_cache(maxsize=16)
 def uniform_width(cfg: MOSPStudyConfig, budget: float) -> tuple[float, float]:
     """The width of the study's uniform-width net at ``budget`` of the dense peak, and its factor
-    relative to the dense width (the widest uniformly narrower U-Net within the budget)."""
+    relative to the dense width (the widest uniformly narrower U-Net within the budget). Memoised:
+    a pure function of the (frozen) config, found by ``torch.export`` profiles, asked per seed."""
     dense_peak = estimate_peak(build_arch("sid_unet", width=cfg.width), (1, 3, *cfg.memory_size))
     uni = uniform_width_to_budget({"type": "sid_unet", "width": cfg.width}, int(budget * dense_peak),
                                   (1, 3, *cfg.memory_size))
