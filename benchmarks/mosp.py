@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="rate of the dense net's pretraining")
     parser.add_argument("--uniform-lr", type=float, default=FULL.uniform_lr,
                         help="rate of the uniform-width nets' training from scratch")
+    parser.add_argument("--uniform-restarts", type=int, default=FULL.uniform_restarts,
+                        help="the uniform-width net is the best of this many trainings from scratch, chosen "
+                             "on the training photos (1: one training, the recipe before this option)")
     parser.add_argument("--finetune-lr", type=float, default=FULL.finetune_lr, help="rate of every finetune")
     parser.add_argument("--finetune-steps", type=int, default=FULL.finetune_steps,
                         help="finetune steps of every pruned model (and of the dense-finetuned control); "
@@ -176,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
                                 progress=True, extra_eval=extra, keep_models=not args.no_rss,
                                 pretrain_seed=args.pretrain_seed, width=args.width, patch=args.patch,
                                 batch_size=args.batch_size, pretrain_lr=args.pretrain_lr,
-                                uniform_lr=args.uniform_lr, finetune_lr=args.finetune_lr,
+                                uniform_lr=args.uniform_lr, uniform_restarts=args.uniform_restarts,
+                                finetune_lr=args.finetune_lr,
                                 pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps,
                                 compactor_finetune_steps=args.compactor_finetune_steps,
                                 loop_finetune_steps=args.loop_finetune_steps, budgets=tuple(args.budgets),

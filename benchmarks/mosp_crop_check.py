@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from ir_prune_plugin.data import DenoiseDataset  # noqa: E402
 from ir_prune_plugin.loops import evaluate  # noqa: E402
 from ir_prune_plugin.studies.mosp_study import (FULL, MOSPStudyConfig, denoise_key, dense_unet,  # noqa: E402
-                                                uniform_training, uniform_unet, uniform_width)
+                                                uniform_key, uniform_unet, uniform_width)
 from ir_prune_plugin.workloads.pretrained import weights_name  # noqa: E402
 from ir_prune_plugin.workloads.shipped import shipped_file  # noqa: E402
 
@@ -43,12 +43,12 @@ def check(cfg: MOSPStudyConfig, cache_dir: Path, seeds: list[int], crops: list[i
     then the uniform-width net of each of ``uniform_budgets`` (trained pretrain + finetune steps)."""
     head = "| seed | net | " + " | ".join(f"{c} px: net / noisy" for c in crops) + " |"
     lines = [head, "|" + "---|" * (len(crops) + 2)]
-    nets = [("dense", None, cfg.width, cfg, cfg.pretrain_steps)]
-    nets += [(f"uniform width @{b:g}", b, uniform_width(cfg, b)[0], uniform_training(cfg),
-              cfg.pretrain_steps + cfg.finetune_steps) for b in uniform_budgets]
+    nets = [("dense", None, cfg.width)] + [(f"uniform width @{b:g}", b, uniform_width(cfg, b)[0])
+                                           for b in uniform_budgets]
     for seed in seeds:
-        for label, budget, width, trained, steps in nets:
-            name = weights_name({"type": "sid_unet", "width": width}, denoise_key(trained, seed, steps))
+        for label, budget, width in nets:
+            key = denoise_key(cfg, seed, cfg.pretrain_steps) if budget is None else uniform_key(cfg, seed)
+            name = weights_name({"type": "sid_unet", "width": width}, key)
             if not (cache_dir / name).exists() and shipped_file(name) is None:
                 lines.append(f"| {seed} | {label} | no weights in {cache_dir} |" + " |" * (len(crops) - 1))
                 continue
@@ -73,11 +73,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="the finetune budget the uniform-width nets were trained for (pretrain + this)")
     parser.add_argument("--uniform-lr", type=float, default=FULL.uniform_lr,
                         help="the rate the uniform-width nets were trained at")
+    parser.add_argument("--uniform-restarts", type=int, default=FULL.uniform_restarts,
+                        help="the restarts the uniform-width nets were chosen from")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = replace(FULL, patch=args.patch, batch_size=args.batch_size, finetune_steps=args.finetune_steps,
-                  uniform_lr=args.uniform_lr)
+                  uniform_lr=args.uniform_lr, uniform_restarts=args.uniform_restarts)
     print(check(cfg, args.cache_dir, args.seeds, args.crops, tuple(args.uniform_budgets)))
     return 0
 

@@ -67,7 +67,7 @@ def run_curve(run: dict, cache_dir: Path, every: int, extra: dict, lr: float | N
     seed, steps = run["seed"], run["steps"]
     changes = {k: v for k, v in (("pretrain_lr", lr), ("uniform_lr", lr), ("finetune_lr", lr), ("patch", patch),
                                  ("batch_size", batch_size)) if v is not None}
-    tuned = replace(FULL, **changes)
+    tuned = replace(FULL, uniform_restarts=1, **changes)   # a curve follows one training (restart: its seed)
     val = DenoiseDataset("val", sigma=FULL.sigma, val_size=FULL.val_size, seed=seed)
     curve: list[tuple[int, float]] = []
     t0 = time.time()

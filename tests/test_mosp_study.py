@@ -59,6 +59,43 @@ def test_training_hook_sees_every_step_of_a_fresh_training_only(tmp_path):
                                                                   again.state_dict().values()))
 
 
+def test_uniform_width_baseline_keeps_the_restart_with_the_lowest_training_photo_loss(tmp_path):
+    from dataclasses import replace
+
+    from ir_prune_plugin.data import DenoiseDataset
+    from ir_prune_plugin.studies.mosp_study import (QUICK, denoise_key, selection_loss, selection_set,
+                                                    uniform_candidates, uniform_key, uniform_training,
+                                                    uniform_unet)
+
+    cfg = replace(QUICK, pretrain_steps=6, finetune_steps=2, uniform_restarts=3)
+    model, factor = uniform_unet(cfg, 0.5, tmp_path, seed=3, progress=False, shipped=False)
+    files = sorted(tmp_path.iterdir())
+    assert len(files) == 4   # three trainings, each under its own key, and the one kept
+    cands = uniform_candidates(cfg, 0.5, tmp_path, seed=3, progress=False, shipped=False)
+    assert sorted(tmp_path.iterdir()) == files   # loaded from the cache, nothing retrained
+    assert [c.seed for c in cands] == [3, 1003, 2003]
+    assert len({round(c.loss, 9) for c in cands}) == 3   # three different trainings
+    best = min(cands, key=lambda c: c.loss)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), best.model.state_dict().values()))
+    assert selection_loss(cfg, 3)(model) == pytest.approx(best.loss)
+    # ranked on the training photos, never on the held-out ones every table scores
+    sel = selection_set(cfg, 3)
+    assert sel.split == "train" and not set(sel.names) & set(DenoiseDataset("val").names)
+    assert len(sel) == cfg.selection_crops and sel[0]["gt"].shape[-1] == cfg.val_size
+    # restart 0 is the one-training net of the same seed, under the key it always had
+    one = replace(cfg, uniform_restarts=1)
+    assert uniform_key(one, 3) == denoise_key(uniform_training(cfg), 3, 8)
+    assert uniform_key(cfg, 3) == {**uniform_key(one, 3), "restarts": 3, "stride": 1000,
+                                   "select": f"l1-train-crops-{cfg.selection_crops}x{cfg.val_size}"}
+    single, _ = uniform_unet(one, 0.5, tmp_path, seed=3, progress=False, shipped=False)
+    assert sorted(tmp_path.iterdir()) == files
+    assert all(torch.equal(a, b) for a, b in zip(single.state_dict().values(), cands[0].model.state_dict().values()))
+    with pytest.raises(ValueError, match="uniform_restarts=1"):   # a learning curve follows one training
+        uniform_unet(cfg, 0.5, tmp_path, seed=3, progress=False, after_step=lambda m, i: None)
+    with pytest.raises(ValueError, match="uniform_restarts must be >= 1, got 0"):
+        uniform_unet(replace(cfg, uniform_restarts=0), 0.5, tmp_path, seed=3, progress=False)
+
+
 def test_dense_finetuned_control_is_the_dense_net_given_the_pruned_models_finetune(tmp_path):
     res = run_mosp_study(tmp_path / "out", quick=True, cache_dir=tmp_path / "cache", progress=False,
                          budgets=(), dense_finetune=True)

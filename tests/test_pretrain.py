@@ -84,15 +84,15 @@ def test_the_demo_presets_ship_the_weights_of_their_current_recipe(preset):
     # a preset whose steps or rates change without `irprune pretrain` would train for minutes in the demo
     from ir_prune_plugin.demo import DemoConfig
     from ir_prune_plugin.demo.run import study_config
-    from ir_prune_plugin.studies.mosp_study import denoise_key, uniform_training
+    from ir_prune_plugin.studies.mosp_study import denoise_key, uniform_key
 
     demo = DemoConfig.preset_named(preset)
     cfg = study_config(demo)
     keys = {(e["role"], e["budget"]): e["key"] for e in SHIPPED.values() if e["preset"] == preset}
     assert keys[("dense", None)] == denoise_key(cfg, demo.seed, cfg.pretrain_steps)
     for budget in cfg.budgets:
-        assert keys[("uniform-width", budget)] == denoise_key(uniform_training(cfg), demo.seed,
-                                                              cfg.pretrain_steps + cfg.finetune_steps)
+        assert keys[("uniform-width", budget)] == uniform_key(cfg, demo.seed)
+        assert keys[("uniform-width", budget)]["steps"] == cfg.pretrain_steps + cfg.finetune_steps
 
 
 @pytest.mark.parametrize("filename", sorted(SHIPPED))
@@ -105,6 +105,10 @@ def test_shipped_weights_load_and_reach_their_recorded_psnr(filename):
     assert psnr == pytest.approx(entry["psnr"], abs=0.01)
     if entry["role"] == "dense":   # a real denoiser, so the demo's tables compare real models
         assert psnr >= entry["noisy_psnr"] + 3.0
+    if "restarts" in entry:   # the best of several trainings: the one with the lowest training-photo loss
+        kept = min(entry["restarts"], key=lambda r: r["selection_l1"])
+        assert len(entry["restarts"]) == entry["key"]["restarts"]
+        assert psnr == pytest.approx(kept["psnr"], abs=0.02)   # (fp16 as shipped, fp32 as trained)
 
 
 

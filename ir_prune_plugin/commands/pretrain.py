@@ -12,7 +12,7 @@ from ..data import DenoiseDataset
 from ..demo import DemoConfig
 from ..demo.run import study_config
 from ..loops import evaluate
-from ..studies.mosp_study import denoise_key, dense_unet, uniform_training, uniform_unet
+from ..studies.mosp_study import denoise_key, dense_unet, uniform_candidates, uniform_key, uniform_unet
 from ..workloads.pretrained import weights_name
 from ..workloads.shipped import SHIPPED_DIR, load_state, read_manifest, save_fp16, update_manifest
 from . import add_command
@@ -24,10 +24,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = add_command(
         subparsers, "pretrain",
         "Train the nets `irprune demo --PRESET` starts from (the dense SID U-Net and, for each MOSP "
-        "budget, the uniform-width U-Net trained from scratch) exactly as the demo would, and write "
-        "them in fp16 with a manifest of their held-out PSNR. With the default --out this rewrites "
-        "the weights shipped in the package; a run of the preset's own recipe (no --pretrain-steps / "
-        "--finetune-steps) removes the nets of the same preset, seed and role it replaces.")
+        "budget, the uniform-width U-Net trained from scratch, the best of the preset's restarts) exactly "
+        "as the demo would, and write them in fp16 with a manifest of their held-out PSNR (and of each "
+        "restart's). With the default --out this rewrites the weights shipped in the package; a run of "
+        "the preset's own recipe (no --pretrain-steps / --finetune-steps) removes the nets of the same "
+        "preset, seed and role it replaces.")
     p.add_argument("--preset", choices=("quick", "default", "full"), default="default")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: the package's ir_prune_plugin/workloads/weights)")
@@ -84,7 +85,10 @@ def run(args: argparse.Namespace) -> int:
                 model, factor = uniform_unet(cfg, budget, cache, demo.seed, not args.no_progress, shipped=False)
                 steps = cfg.pretrain_steps + cfg.finetune_steps
             arch = {"type": "sid_unet", "width": float(model.width)}
-            key = denoise_key(cfg if budget is None else uniform_training(cfg), demo.seed, steps)
+            key = denoise_key(cfg, demo.seed, steps) if budget is None else uniform_key(cfg, demo.seed)
+            chosen = {} if budget is None or cfg.uniform_restarts == 1 else {"restarts": [
+                {"seed": c.seed, "selection_l1": round(c.loss, 6), "psnr": round(evaluate(c.model, val)["psnr"], 4)}
+                for c in uniform_candidates(cfg, budget, cache, demo.seed, False, shipped=False)]}   # from the cache
             filename = weights_name(arch, key)
             path = save_fp16(model, Path(tmp) / "staged" / filename)   # written to ``out`` only if all pass
             reloaded = load_state(type(model)(width=model.width), path)   # score what ships (fp16)
@@ -98,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
                 "role": role, "budget": budget, "width_factor": round(factor, 4), "arch": arch, "key": key,
                 "preset": args.preset, "command": command, "seconds": round(time.time() - t, 1),
                 "val": {"sigma": cfg.sigma, "val_size": cfg.val_size, "seed": demo.seed},
-                "psnr": round(q["psnr"], 4), "ssim": round(q["ssim"], 5), "noisy_psnr": round(noisy, 4)}))
+                "psnr": round(q["psnr"], 4), "ssim": round(q["ssim"], 5), "noisy_psnr": round(noisy, 4), **chosen}))
             print(f"{role}{'' if budget is None else f' @{budget:g} memory'}: {filename} "
                   f"{q['psnr']:.2f} dB (noisy input {noisy:.2f} dB)")
         out.mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,11 @@ def study_config(cfg: DemoConfig) -> MOSPStudyConfig:
                    budgets=tuple(cfg.budgets), val_size=cfg.val_size, memory_size=tuple(cfg.memory_size))
 
 
+def _restarts_note(restarts: int) -> str:
+    return "" if restarts == 1 else (f" (the best of {restarts} such trainings by their L1 on the training photos, "
+                                     "never the held-out ones)")
+
+
 def denoise_task(cfg: DemoConfig) -> tuple[DenoiseDataset, DenoiseDataset]:
     """The embedded denoising task (train patches, held-out photos) of a demo config."""
     train = DenoiseDataset("train", sigma=cfg.sigma, patch=cfg.patch, seed=cfg.seed,
@@ -99,7 +104,7 @@ def mosp_section(cfg: DemoConfig, out: Path, cache: Path, progress: bool) -> tup
             f"1x3x{h}x{w} (liveness estimate, fp32); every pruned model gets {cfg.finetune_steps} finetune "
             f"steps (MOSP: {cfg.compactor_finetune_steps} of them with the compactors inserted, before "
             f"pruning, and its in-loop finetunes), the uniform-width net is trained from scratch for "
-            f"pretrain+finetune steps. "
+            f"pretrain+finetune steps{_restarts_note(study_config(cfg).uniform_restarts)}. "
             f"{res['memory_note']}.")
     return {"title": "MOSP: equal peak memory (denoising, SID U-Net)", "text": text, "rows": rows,
             "plots": [{"file": "denoise_psnr_vs_peak.png", "x": "peak_mb_est",
