@@ -168,10 +168,8 @@ def uniform_unet(cfg: MOSPStudyConfig, budget: float, cache_dir: str | Path, see
     for the dense net's pretraining plus finetuning steps (the best of ``cfg.uniform_restarts``
     trainings, :func:`uniform_candidates`); returns it and its width factor, and caches it under
     :func:`uniform_key`. ``after_step`` as in :func:`dense_unet` (one training: ``uniform_restarts=1``)."""
-    if cfg.uniform_restarts < 1:
-        raise ValueError(f"uniform_restarts must be >= 1, got {cfg.uniform_restarts!r}")
     width, factor = uniform_width(cfg, budget)
-    if cfg.uniform_restarts == 1:
+    if _restarts(cfg) == 1:
         ucfg = uniform_training(cfg)
         return _trained_unet(ucfg, width, ucfg.pretrain_steps + ucfg.finetune_steps, seed, Path(cache_dir),
                              progress, f"train uniform x{width:.3f}", shipped, after_step), factor
@@ -209,7 +207,7 @@ def uniform_candidates(cfg: MOSPStudyConfig, budget: float, cache_dir: str | Pat
     steps = ucfg.pretrain_steps + ucfg.finetune_steps
     loss = selection_loss(cfg, seed)
     out = []
-    for j in range(cfg.uniform_restarts):
+    for j in range(_restarts(cfg)):
         s = seed + RESTART_SEED_STRIDE * j
         model = _trained_unet(ucfg, width, steps, s, Path(cache_dir), progress,
                               f"train uniform x{width:.3f} ({j + 1}/{cfg.uniform_restarts})", shipped).eval()
@@ -217,11 +215,18 @@ def uniform_candidates(cfg: MOSPStudyConfig, budget: float, cache_dir: str | Pat
     return out
 
 
+def _restarts(cfg: MOSPStudyConfig) -> int:
+    if isinstance(cfg.uniform_restarts, bool) or not isinstance(cfg.uniform_restarts, int) \
+            or cfg.uniform_restarts < 1:
+        raise ValueError(f"uniform_restarts must be an int >= 1, got {cfg.uniform_restarts!r}")
+    return cfg.uniform_restarts
+
+
 def uniform_key(cfg: MOSPStudyConfig, seed: int) -> dict[str, Any]:
     """The training key of the study's uniform-width net of seed ``seed`` (its weights' name)."""
     ucfg = uniform_training(cfg)
     key = denoise_key(ucfg, seed, ucfg.pretrain_steps + ucfg.finetune_steps)
-    if cfg.uniform_restarts == 1:
+    if _restarts(cfg) == 1:
         return key   # one training: the key it always had
     return {**key, "restarts": cfg.uniform_restarts, "stride": RESTART_SEED_STRIDE,
             "select": f"l1-train-crops-{cfg.selection_crops}x{cfg.val_size}"}
