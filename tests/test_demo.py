@@ -94,3 +94,37 @@ def test_default_report_quotes_the_benchmark_beside_its_one_seed():
     text = claims_text(DemoConfig(), rows)
     assert "MOSP -0.20 dB vs dense, +0.90 dB vs the best uniform baseline" in text and BENCHMARK_50 in text
     assert BENCHMARK_50 not in claims_text(DemoConfig.preset_named("quick"), rows)
+
+
+def test_the_benchmark_figures_the_demo_quotes_are_those_of_the_committed_benchmark_run():
+    # BENCHMARK_50 is text; recompute each of its figures from the seed files of the run it names
+    from pathlib import Path
+
+    from conftest import load_benchmark
+
+    from ir_prune_plugin.demo.run import BENCHMARK_50
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "mosp" / "finetune1200-v5"
+    runs = [json.loads(p.read_text()) for p in sorted(folder.glob("seed*.json"))]
+    assert [r["seed"] for r in runs] == [0, 1, 2]
+    assert all(r["config"]["uniform_restarts"] == 3 and r["config"]["finetune_steps"] == 1200 for r in runs)
+    got = {(m["margin"], m["budget"]): m for m in load_benchmark("mosp").margins(runs, ["psnr", "psnr_CBSD68"])}
+
+    def quoted(mean, std):
+        return f"{mean:+.2f} +- {std:.2f}"
+
+    for name, col in (("MOSP − dense", "psnr"), ("MOSP − dense finetuned the same steps", "psnr"),
+                      ("MOSP − best uniform", "psnr"), ("MOSP − best uniform", "psnr_CBSD68"),
+                      ("compactors on − off", "psnr")):
+        m = got[(name, 0.5)]
+        assert quoted(m[col], m[col + "_std"]) in BENCHMARK_50, name
+    vs_dense = {}
+    for method in ("uniform-width", "uniform-slice"):
+        diffs = []
+        for run in runs:
+            rows = {(r["method"], r["budget"]): r["psnr"] for r in run["rows"] if "psnr" in r}
+            diffs.append(rows[(method, 0.5)] - rows[("dense", None)])
+        mean = sum(diffs) / len(diffs)
+        vs_dense[method] = quoted(mean, (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) ** 0.5)
+    assert (f"uniform width {vs_dense['uniform-width']} and uniform slice {vs_dense['uniform-slice']} dB vs "
+            "dense") in BENCHMARK_50
