@@ -100,6 +100,14 @@ class FolderDenoise(Dataset):
         return self.items[i]
 
 
+TEST_SETS = ("CBSD68", "Kodak24")
+
+
+def standard_test_sets(data: Path, sigma: float, crop: int, limit: int | None) -> dict[str, FolderDenoise]:
+    """The benchmark's extra test sets found under ``data`` (CBSD68, Kodak24), by name."""
+    return {name: FolderDenoise(data / name, sigma, crop, limit) for name in TEST_SETS if (data / name).is_dir()}
+
+
 def rss_and_latency(path: Path, repeats: int, threads: int) -> dict:
     """Forward RSS rise and median latency of a saved model at 1x3x1080x2048 in a fresh subprocess."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
@@ -160,8 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     from ir_prune_plugin.studies.mosp_study import run_mosp_study
 
-    extra = {} if args.aggregate else {name: FolderDenoise(args.data / name, 25.0, args.crop, args.limit)
-                                       for name in ("CBSD68", "Kodak24") if (args.data / name).is_dir()}
+    extra = {} if args.aggregate else standard_test_sets(args.data, 25.0, args.crop, args.limit)
     if not extra and not args.aggregate:
         logging.warning("no CBSD68/Kodak24 under %s: evaluating on the embedded photos only", args.data)
     t0 = time.time()

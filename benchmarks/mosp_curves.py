@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mosp import DEFAULT_DATA, FolderDenoise  # noqa: E402
+from mosp import DEFAULT_DATA, standard_test_sets  # noqa: E402
 
 from ir_prune_plugin.data import DenoiseDataset  # noqa: E402
 from ir_prune_plugin.loops import evaluate  # noqa: E402
@@ -141,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
-    extra = {name: FolderDenoise(args.data / name, FULL.sigma, args.crop, args.limit)
-             for name in ("CBSD68", "Kodak24") if (args.data / name).is_dir()}
+    extra = standard_test_sets(args.data, FULL.sigma, args.crop, args.limit)
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
     for run in args.runs:

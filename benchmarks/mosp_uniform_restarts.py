@@ -27,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mosp import DEFAULT_DATA, FolderDenoise  # noqa: E402
+from mosp import DEFAULT_DATA, standard_test_sets  # noqa: E402
 
 from ir_prune_plugin.data import DenoiseDataset  # noqa: E402
 from ir_prune_plugin.loops import evaluate  # noqa: E402
@@ -127,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--restarts must be >= 2 to compare restarts, got {args.restarts}")
     torch.set_num_threads(args.threads)
     cfg = replace(FULL, uniform_restarts=args.restarts)
-    extra = {name: FolderDenoise(args.data / name, cfg.sigma, args.crop, args.limit)
-             for name in ("CBSD68", "Kodak24") if (args.data / name).is_dir()}
+    extra = standard_test_sets(args.data, cfg.sigma, args.crop, args.limit)
     columns = ["psnr", *[f"psnr_{k}" for k in extra]]
     results = [score_restarts(cfg, args.cache_dir, s, b, extra) for b in args.budgets for s in args.seeds]
     args.out.mkdir(parents=True, exist_ok=True)

@@ -101,6 +101,9 @@ def test_standard_test_sets_load_as_noisy_pairs(bench, shared_data):
     assert item["lq"].shape == item["gt"].shape == (3, 64, 64)
     noise = (item["lq"] - item["gt"]).std().item() * 255
     assert 20 < noise < 30   # sigma = 25 on the 0-255 scale
+    sets = bench.standard_test_sets(shared_data, 25.0, crop=64, limit=2)   # what every MOSP script scores
+    assert sorted(sets) == ["CBSD68", "Kodak24"] and all(len(d) == 2 for d in sets.values())
+    assert bench.standard_test_sets(shared_data / "nowhere", 25.0, crop=64, limit=2) == {}
 
 
 def test_a_collapsed_training_is_counted_not_averaged(bench):
