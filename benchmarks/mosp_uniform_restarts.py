@@ -5,7 +5,7 @@ ranked by their L1 on fresh-noise crops of the *training* photos (``selection_lo
 scores every restart of every seed and budget on the held-out photos and CBSD68 / Kodak24 (the
 benchmark's test sets, which played no part in the choice), marks the one kept, and summarises:
 the spread of one training (restart 0, the net of the one-training recipe), the kept net's, and
-whether the selection loss ranks the restarts as the test sets do.
+how often the restart it keeps is the seed's best on each test set.
 
     python benchmarks/mosp_uniform_restarts.py --cache-dir C --out DIR [--seeds 0 1 2]
         [--budgets 0.5 0.43] [--limit 12 --crop 192] [--threads 1]
@@ -118,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.43])
     parser.add_argument("--restarts", type=int, default=FULL.uniform_restarts)
+    parser.add_argument("--finetune-steps", type=int, default=FULL.finetune_steps,
+                        help="the finetune budget the nets were trained for (pretrain + this steps)")
+    parser.add_argument("--uniform-lr", type=float, default=FULL.uniform_lr,
+                        help="the rate the uniform-width nets were trained at")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--limit", type=int, default=None)
@@ -126,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.restarts < 2:
         parser.error(f"--restarts must be >= 2 to compare restarts, got {args.restarts}")
     torch.set_num_threads(args.threads)
-    cfg = replace(FULL, uniform_restarts=args.restarts)
+    cfg = replace(FULL, uniform_restarts=args.restarts, finetune_steps=args.finetune_steps, uniform_lr=args.uniform_lr)
     extra = standard_test_sets(args.data, cfg.sigma, args.crop, args.limit)
     columns = ["psnr", *[f"psnr_{k}" for k in extra]]
     results = [score_restarts(cfg, args.cache_dir, s, b, extra) for b in args.budgets for s in args.seeds]

@@ -92,9 +92,9 @@ def test_uniform_width_baseline_keeps_the_restart_with_the_lowest_training_photo
     assert all(torch.equal(a, b) for a, b in zip(single.state_dict().values(), cands[0].model.state_dict().values()))
     with pytest.raises(ValueError, match="uniform_restarts=1"):   # a learning curve follows one training
         uniform_unet(cfg, 0.5, tmp_path, seed=3, progress=False, after_step=lambda m, i: None)
-    for bad in (0, 2.0):
-        with pytest.raises(ValueError, match=f"uniform_restarts must be an int >= 1, got {bad}"):
-            uniform_unet(replace(cfg, uniform_restarts=bad), 0.5, tmp_path, seed=3, progress=False)
+    for field, bad in (("uniform_restarts", 0), ("uniform_restarts", 2.0), ("selection_crops", 0)):
+        with pytest.raises(ValueError, match=f"{field} must be an int >= 1, got {bad}"):   # the config refuses it
+            uniform_unet(replace(cfg, **{field: bad}), 0.5, tmp_path, seed=3, progress=False)
     assert sorted(tmp_path.iterdir()) == files   # refused before anything trained
 
 

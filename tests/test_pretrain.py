@@ -70,6 +70,23 @@ def test_pretrain_can_retrain_only_the_uniform_width_nets(tmp_path, capsys):
     assert "not allowed with argument" in capsys.readouterr().err
 
 
+def test_pretrain_records_each_restart_of_the_uniform_width_net_and_ships_the_kept_one(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from ir_prune_plugin.demo import run as demo_run
+
+    monkeypatch.setattr(demo_run, "QUICK", replace(demo_run.QUICK, uniform_restarts=2))
+    out = tmp_path / "weights"
+    assert main(["pretrain", "--preset", "quick", "--no-dense", "--pretrain-steps", "3", "--finetune-steps", "2",
+                 "--out", str(out), "--no-progress"]) == 0
+    (name, entry), = json.loads((out / "manifest.json").read_text()).items()
+    assert entry["key"]["restarts"] == 2 and [r["seed"] for r in entry["restarts"]] == [0, 1000]
+    kept = min(entry["restarts"], key=lambda r: r["selection_l1"])
+    assert entry["restarts"][0]["selection_l1"] != entry["restarts"][1]["selection_l1"]
+    assert entry["psnr"] == pytest.approx(kept["psnr"], abs=0.02)   # the shipped (fp16) net is the kept one
+    assert sorted(p.name for p in out.iterdir()) == sorted(["manifest.json", name])   # restarts are not shipped
+
+
 def test_pretrain_rejects_a_bad_step_count(tmp_path, capsys):
     assert main(["pretrain", "--preset", "quick", "--pretrain-steps", "0", "--out", str(tmp_path)]) == 2
     assert "argument --pretrain-steps: must be >= 1, got 0" in capsys.readouterr().err

@@ -81,14 +81,16 @@ def run(args: argparse.Namespace) -> int:
             if budget is None:
                 model, steps, factor = dense_unet(cfg, cache, demo.seed, not args.no_progress, shipped=False), \
                     cfg.pretrain_steps, 1.0
-            else:
+            else:   # the restarts first (trained here, or cached), then the one kept of them
+                restarts = None if cfg.uniform_restarts == 1 else uniform_candidates(
+                    cfg, budget, cache, demo.seed, not args.no_progress, shipped=False)
                 model, factor = uniform_unet(cfg, budget, cache, demo.seed, not args.no_progress, shipped=False)
                 steps = cfg.pretrain_steps + cfg.finetune_steps
             arch = {"type": "sid_unet", "width": float(model.width)}
             key = denoise_key(cfg, demo.seed, steps) if budget is None else uniform_key(cfg, demo.seed)
-            chosen = {} if budget is None or cfg.uniform_restarts == 1 else {"restarts": [
+            chosen = {} if budget is None or restarts is None else {"restarts": [
                 {"seed": c.seed, "selection_l1": round(c.loss, 6), "psnr": round(evaluate(c.model, val)["psnr"], 4)}
-                for c in uniform_candidates(cfg, budget, cache, demo.seed, False, shipped=False)]}   # from the cache
+                for c in restarts]}
             filename = weights_name(arch, key)
             path = save_fp16(model, Path(tmp) / "staged" / filename)   # written to ``out`` only if all pass
             reloaded = load_state(type(model)(width=model.width), path)   # score what ships (fp16)

@@ -8,10 +8,11 @@ peak at 1x3x1080x2048) is met by: MOSP with compactors (inserted, then the whole
 the compactors straight after insertion (``compactor_ablation``), MOSP without compactors,
 memory-blind global magnitude pruning (its ratio bisected to the budget), the same share of
 channels cut from every layer of the trained net ("uniform-slice") and the uniformly narrower
-U-Net trained from scratch for the dense model's pretraining plus finetuning steps
-("uniform-width"). Every pruned model gets the same ``finetune_steps``: MOSP's compactor
-finetune and its short finetunes between outer steps (``loop_finetune_steps`` each, at most
-``loop_finetune_share`` of what is left) are taken out of that same budget.
+U-Net trained from scratch for the dense model's pretraining plus finetuning steps, the best of
+``uniform_restarts`` such trainings by a loss on the training photos ("uniform-width"). Every
+pruned model gets the same ``finetune_steps``: MOSP's compactor finetune and its short finetunes
+between outer steps (``loop_finetune_steps`` each, at most ``loop_finetune_share`` of what is
+left) are taken out of that same budget.
 """
 from __future__ import annotations
 
@@ -117,6 +118,12 @@ class MOSPStudyConfig:
     # input are marked ``"collapsed": true``
     min_gain_db: float = 1.0
 
+    def __post_init__(self) -> None:
+        for name in ("uniform_restarts", "selection_crops"):   # checked before anything trains
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
 
 FULL = MOSPStudyConfig()
 QUICK = MOSPStudyConfig(width=0.25, patch=32, batch_size=4, pretrain_steps=600, pretrain_lr=2e-3, uniform_lr=2e-3,
@@ -126,6 +133,8 @@ QUICK = MOSPStudyConfig(width=0.25, patch=32, batch_size=4, pretrain_steps=600, 
                         min_channels=2, grad_clip=None, uniform_restarts=1)
 
 #: restart ``j`` of a from-scratch training of seed ``s`` trains with seed ``s + RESTART_SEED_STRIDE * j``
+#: (restart 0 is the one training of seed ``s``, under its old key). Study seeds ``s`` and
+#: ``s + RESTART_SEED_STRIDE`` therefore share trainings: independent seeds stay below the stride
 RESTART_SEED_STRIDE = 1000
 
 
@@ -169,7 +178,7 @@ def uniform_unet(cfg: MOSPStudyConfig, budget: float, cache_dir: str | Path, see
     trainings, :func:`uniform_candidates`); returns it and its width factor, and caches it under
     :func:`uniform_key`. ``after_step`` as in :func:`dense_unet` (one training: ``uniform_restarts=1``)."""
     width, factor = uniform_width(cfg, budget)
-    if _restarts(cfg) == 1:
+    if cfg.uniform_restarts == 1:
         ucfg = uniform_training(cfg)
         return _trained_unet(ucfg, width, ucfg.pretrain_steps + ucfg.finetune_steps, seed, Path(cache_dir),
                              progress, f"train uniform x{width:.3f}", shipped, after_step), factor
@@ -207,7 +216,7 @@ def uniform_candidates(cfg: MOSPStudyConfig, budget: float, cache_dir: str | Pat
     steps = ucfg.pretrain_steps + ucfg.finetune_steps
     loss = selection_loss(cfg, seed)
     out = []
-    for j in range(_restarts(cfg)):
+    for j in range(cfg.uniform_restarts):
         s = seed + RESTART_SEED_STRIDE * j
         model = _trained_unet(ucfg, width, steps, s, Path(cache_dir), progress,
                               f"train uniform x{width:.3f} ({j + 1}/{cfg.uniform_restarts})", shipped).eval()
@@ -215,18 +224,11 @@ def uniform_candidates(cfg: MOSPStudyConfig, budget: float, cache_dir: str | Pat
     return out
 
 
-def _restarts(cfg: MOSPStudyConfig) -> int:
-    if isinstance(cfg.uniform_restarts, bool) or not isinstance(cfg.uniform_restarts, int) \
-            or cfg.uniform_restarts < 1:
-        raise ValueError(f"uniform_restarts must be an int >= 1, got {cfg.uniform_restarts!r}")
-    return cfg.uniform_restarts
-
-
 def uniform_key(cfg: MOSPStudyConfig, seed: int) -> dict[str, Any]:
     """The training key of the study's uniform-width net of seed ``seed`` (its weights' name)."""
     ucfg = uniform_training(cfg)
     key = denoise_key(ucfg, seed, ucfg.pretrain_steps + ucfg.finetune_steps)
-    if _restarts(cfg) == 1:
+    if cfg.uniform_restarts == 1:
         return key   # one training: the key it always had
     return {**key, "restarts": cfg.uniform_restarts, "stride": RESTART_SEED_STRIDE,
             "select": f"l1-train-crops-{cfg.selection_crops}x{cfg.val_size}"}
