@@ -28,8 +28,7 @@ from ir_prune_plugin.data import DenoiseDataset  # noqa: E402
 from ir_prune_plugin.loops import evaluate  # noqa: E402
 from ir_prune_plugin.studies.mosp_study import (FULL, MOSPStudyConfig, denoise_key, dense_unet,  # noqa: E402
                                                 uniform_key, uniform_unet, uniform_width)
-from ir_prune_plugin.workloads.pretrained import weights_name  # noqa: E402
-from ir_prune_plugin.workloads.shipped import shipped_file  # noqa: E402
+from ir_prune_plugin.workloads.pretrained import have_weights, weights_name  # noqa: E402
 
 
 def crop_scores(model: torch.nn.Module | None, sigma: float, seed: int, crops: list[int]) -> dict[int, float]:
@@ -49,7 +48,7 @@ def check(cfg: MOSPStudyConfig, cache_dir: Path, seeds: list[int], crops: list[i
         for label, budget, width in nets:
             key = denoise_key(cfg, seed, cfg.pretrain_steps) if budget is None else uniform_key(cfg, seed)
             name = weights_name({"type": "sid_unet", "width": width}, key)
-            if not (cache_dir / name).exists() and shipped_file(name) is None:
+            if not have_weights(name, cache_dir):
                 lines.append(f"| {seed} | {label} | no weights in {cache_dir} |" + " |" * (len(crops) - 1))
                 continue
             net = (dense_unet(cfg, cache_dir, seed, progress=False) if budget is None

@@ -34,8 +34,7 @@ from ir_prune_plugin.loops import evaluate  # noqa: E402
 from ir_prune_plugin.studies.mosp_study import (FULL, RESTART_SEED_STRIDE, MOSPStudyConfig,  # noqa: E402
                                                 denoise_key, selection_loss, uniform_training, uniform_unet,
                                                 uniform_width)
-from ir_prune_plugin.workloads.pretrained import weights_name  # noqa: E402
-from ir_prune_plugin.workloads.shipped import shipped_file  # noqa: E402
+from ir_prune_plugin.workloads.pretrained import have_weights, weights_name  # noqa: E402
 
 
 def score_restarts(cfg: MOSPStudyConfig, cache_dir: Path, seed: int, budget: float, extra: dict) -> dict:
@@ -46,7 +45,7 @@ def score_restarts(cfg: MOSPStudyConfig, cache_dir: Path, seed: int, budget: flo
     steps = ucfg.pretrain_steps + ucfg.finetune_steps
     seeds = [seed + RESTART_SEED_STRIDE * j for j in range(cfg.uniform_restarts)]
     names = [weights_name({"type": "sid_unet", "width": width}, denoise_key(ucfg, s, steps)) for s in seeds]
-    missing = [n for n in names if not (cache_dir / n).exists() and shipped_file(n) is None]
+    missing = [n for n in names if not have_weights(n, cache_dir)]
     if missing:
         return {"seed": seed, "budget": budget, "missing": missing}
     loss = selection_loss(cfg, seed)

@@ -14,7 +14,7 @@ from torch import nn
 from ..archs import build_arch
 from .shipped import load_state, shipped_file
 
-__all__ = ["cache_key", "default_cache_dir", "pretrained", "weights_name"]
+__all__ = ["cache_key", "default_cache_dir", "have_weights", "pretrained", "weights_name"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,11 @@ def cache_key(spec: dict[str, Any]) -> str:
 def weights_name(arch: dict[str, Any], key: dict[str, Any]) -> str:
     """File name of the weights of ``arch`` trained as ``key``: ``<arch type>-<hash of arch+key>.pt``."""
     return f"{arch['type']}-{cache_key({'arch': arch, **key})}.pt"
+
+
+def have_weights(filename: str, cache_dir: str | Path) -> bool:
+    """Whether :func:`pretrained` would load ``filename`` (shipped, or in ``cache_dir``) rather than train."""
+    return shipped_file(filename) is not None or (Path(cache_dir) / filename).exists()
 
 
 def pretrained(arch: dict[str, Any], train: Callable[[nn.Module], None], cache_dir: str | Path,
